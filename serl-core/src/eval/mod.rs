@@ -7,6 +7,23 @@
 //! the WASM build and the trainer all call it.
 
 mod extract;
+mod filter;
+mod instructions;
+mod prompt;
 mod py;
+mod rng;
+mod rouge;
 
 pub use extract::{extract_answer, strip_string};
+pub use filter::{DEFAULT_THRESHOLD, DiversityFilter, FilterVerdict};
+pub use instructions::{
+    CaseMode, ParsedItem, RuleRejection, capitalize, parse_instructions, parse_items,
+    rule_rejection,
+};
+pub use prompt::{
+    DEFAULT_DIFFICULTY_BOUNDS, DEFAULT_SHOTS, GENERATION_HEADER, GENERATION_SYSTEM,
+    GenerationPrompt, MAX_POOL_SHOTS, build_generation_prompt, difficulty_keep, normalize_shot,
+    numbered_list,
+};
+pub use rng::Rng;
+pub use rouge::{Interner, Pattern, RougeScore, rouge_l, tokenize};
