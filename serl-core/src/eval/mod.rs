@@ -6,6 +6,7 @@
 //! This module is the only voter and filter of libserl: the CLI, the C ABI,
 //! the WASM build and the trainer all call it.
 
+mod equiv;
 mod extract;
 mod filter;
 mod instructions;
@@ -13,7 +14,9 @@ mod prompt;
 mod py;
 mod rng;
 mod rouge;
+mod vote;
 
+pub use equiv::{Expr, Parsed, equivalent, parse_candidates, verify};
 pub use extract::{extract_answer, strip_string};
 pub use filter::{DEFAULT_THRESHOLD, DiversityFilter, FilterVerdict};
 pub use instructions::{
@@ -27,3 +30,4 @@ pub use prompt::{
 };
 pub use rng::Rng;
 pub use rouge::{Interner, Pattern, RougeScore, rouge_l, tokenize};
+pub use vote::{VoteMode, VoteResult, vote};

@@ -1,0 +1,685 @@
+//! Mathematical values of the equivalence checker and their comparison, a
+//! port of math_verify's `sympy_expr_eq` decision procedure: assignments and
+//! equations unwrapped the same way, relations, sets, tuples, intervals and
+//! matrices compared element by element, symbols by name, numbers with
+//! 6-decimal rounding when a float is involved and exactly otherwise, and
+//! symbolic equality decided by evaluation at random points (where sympy
+//! calls `simplify`).
+
+use super::num::Num;
+
+/// Relational operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelOp {
+    /// `=`
+    Eq,
+    /// `\ne`
+    Ne,
+    /// `<`
+    Lt,
+    /// `\le`
+    Le,
+    /// `>`
+    Gt,
+    /// `\ge`
+    Ge,
+}
+
+impl RelOp {
+    fn flipped(self) -> RelOp {
+        match self {
+            RelOp::Lt => RelOp::Gt,
+            RelOp::Gt => RelOp::Lt,
+            RelOp::Le => RelOp::Ge,
+            RelOp::Ge => RelOp::Le,
+            o => o,
+        }
+    }
+}
+
+/// Named constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Const {
+    /// π
+    Pi,
+    /// Euler's number
+    E,
+    /// The imaginary unit
+    I,
+    /// +∞
+    Inf,
+}
+
+/// An expression tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// A number.
+    Num(Num),
+    /// A free symbol.
+    Sym(String),
+    /// A constant.
+    Const(Const),
+    /// Sum.
+    Add(Vec<Expr>),
+    /// Product.
+    Mul(Vec<Expr>),
+    /// Power.
+    Pow(Box<Expr>, Box<Expr>),
+    /// Function application (`sin`, `log`, `factorial`, …).
+    Func(String, Vec<Expr>),
+    /// `x%`, i.e. `x · 1/100` kept recognisable.
+    Pct(Box<Expr>),
+    /// A relation.
+    Rel(RelOp, Box<Expr>, Box<Expr>),
+    /// A chain of relations (`a < b < c`) or several equations.
+    And(Vec<Expr>),
+    /// An ordered tuple.
+    Tuple(Vec<Expr>),
+    /// A finite set (also a bare comma list).
+    Set(Vec<Expr>),
+    /// An interval: start, end, left open, right open.
+    Interval(Box<Expr>, Box<Expr>, bool, bool),
+    /// A union of sets.
+    Union(Vec<Expr>),
+    /// A matrix, row-major.
+    Matrix(Vec<Vec<Expr>>),
+}
+
+/// A complex value of a numeric evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct C {
+    re: f64,
+    im: f64,
+}
+
+impl C {
+    fn real(re: f64) -> C {
+        C { re, im: 0.0 }
+    }
+    fn add(self, o: C) -> C {
+        C {
+            re: self.re + o.re,
+            im: self.im + o.im,
+        }
+    }
+    fn mul(self, o: C) -> C {
+        C {
+            re: self.re * o.re - self.im * o.im,
+            im: self.re * o.im + self.im * o.re,
+        }
+    }
+    fn abs(self) -> f64 {
+        self.re.hypot(self.im)
+    }
+    fn ln(self) -> C {
+        C {
+            re: self.abs().ln(),
+            im: self.im.atan2(self.re),
+        }
+    }
+    fn exp(self) -> C {
+        let r = self.re.exp();
+        C {
+            re: r * self.im.cos(),
+            im: r * self.im.sin(),
+        }
+    }
+    fn pow(self, e: C) -> C {
+        if e.im == 0.0 && e.re.fract() == 0.0 && e.re.abs() < 64.0 && self.im == 0.0 {
+            return C::real(self.re.powi(e.re as i32));
+        }
+        if self.re == 0.0 && self.im == 0.0 {
+            return if e.re > 0.0 {
+                C::real(0.0)
+            } else {
+                C::real(f64::NAN)
+            };
+        }
+        (self.ln().mul(e)).exp()
+    }
+    fn is_finite(self) -> bool {
+        self.re.is_finite() && self.im.is_finite()
+    }
+}
+
+impl Expr {
+    /// A number.
+    pub fn num(n: Num) -> Expr {
+        Expr::Num(n)
+    }
+
+    /// `a - b`.
+    pub fn sub(a: Expr, b: Expr) -> Expr {
+        Expr::Add(vec![a, Expr::neg(b)])
+    }
+
+    /// `-a`.
+    pub fn neg(a: Expr) -> Expr {
+        match a {
+            Expr::Num(n) => Expr::Num(n.neg()),
+            a => Expr::Mul(vec![Expr::Num(Num::int(-1)), a]),
+        }
+    }
+
+    /// `a / b`.
+    pub fn div(a: Expr, b: Expr) -> Expr {
+        match (&a, &b) {
+            (Expr::Num(x), Expr::Num(y)) if !x.is_float() && !y.is_float() => {
+                if let Some(r) = y.recip() {
+                    return Expr::Num(x.mul(r));
+                }
+            }
+            _ => {}
+        }
+        Expr::Mul(vec![
+            a,
+            Expr::Pow(Box::new(b), Box::new(Expr::Num(Num::int(-1)))),
+        ])
+    }
+
+    fn is_set_like(&self) -> bool {
+        matches!(
+            self,
+            Expr::Set(_) | Expr::Tuple(_) | Expr::Interval(..) | Expr::Union(_)
+        )
+    }
+
+    fn is_relation(&self) -> bool {
+        match self {
+            Expr::Rel(..) => true,
+            Expr::And(v) => !v.is_empty() && v.iter().all(|x| matches!(x, Expr::Rel(..))),
+            _ => false,
+        }
+    }
+
+    fn is_equation(&self) -> bool {
+        match self {
+            Expr::Rel(RelOp::Eq, ..) => true,
+            Expr::And(v) => {
+                !v.is_empty() && v.iter().all(|x| matches!(x, Expr::Rel(RelOp::Eq, ..)))
+            }
+            _ => false,
+        }
+    }
+
+    fn only_symbols(&self) -> bool {
+        match self {
+            Expr::Sym(_) => true,
+            Expr::Mul(v) | Expr::Add(v) => v.iter().all(Expr::only_symbols),
+            Expr::Func(_, args) => args.iter().all(Expr::only_symbols),
+            _ => false,
+        }
+    }
+
+    fn is_assignment(&self) -> bool {
+        match self {
+            Expr::Rel(RelOp::Eq, l, _) => l.only_symbols(),
+            Expr::And(v) => {
+                self.is_equation()
+                    && matches!(v.first(), Some(Expr::Rel(_, l, _)) if l.only_symbols())
+            }
+            _ => false,
+        }
+    }
+
+    fn first_relation(&self) -> &Expr {
+        match self {
+            Expr::And(v) => v.first().map_or(self, |x| x),
+            _ => self,
+        }
+    }
+
+    fn last_relation(&self) -> &Expr {
+        match self {
+            Expr::And(v) => v.last().map_or(self, Expr::last_relation),
+            _ => self,
+        }
+    }
+
+    fn lhs(&self) -> Option<&Expr> {
+        match self {
+            Expr::Rel(_, l, _) => Some(l),
+            _ => None,
+        }
+    }
+
+    fn rhs(&self) -> Option<&Expr> {
+        match self {
+            Expr::Rel(_, _, r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Free symbol names.
+    fn symbols(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Sym(s) => {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+            Expr::Num(_) | Expr::Const(_) => {}
+            Expr::Add(v)
+            | Expr::Mul(v)
+            | Expr::Func(_, v)
+            | Expr::And(v)
+            | Expr::Tuple(v)
+            | Expr::Set(v)
+            | Expr::Union(v) => v.iter().for_each(|x| x.symbols(out)),
+            Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
+                a.symbols(out);
+                b.symbols(out);
+            }
+            Expr::Pct(a) => a.symbols(out),
+            Expr::Matrix(rows) => rows.iter().flatten().for_each(|x| x.symbols(out)),
+        }
+    }
+
+    /// Exact value when the expression is rational arithmetic on numbers.
+    pub fn exact(&self) -> Option<Num> {
+        match self {
+            Expr::Num(n) => Some(*n),
+            Expr::Add(v) => v
+                .iter()
+                .try_fold(Num::int(0), |acc, x| Some(acc.add(x.exact()?))),
+            Expr::Mul(v) => v
+                .iter()
+                .try_fold(Num::int(1), |acc, x| Some(acc.mul(x.exact()?))),
+            Expr::Pow(b, e) => match e.exact()? {
+                Num::Rat(k, 1) => b.exact()?.powi(k),
+                _ => None,
+            },
+            Expr::Pct(a) => Some(a.exact()?.mul(Num::Rat(1, 100))),
+            _ => None,
+        }
+    }
+
+    /// Numeric value with symbols bound by `env`.
+    fn eval(&self, env: &dyn Fn(&str) -> f64) -> Option<C> {
+        let v = match self {
+            Expr::Num(n) => C::real(n.to_f64()),
+            Expr::Sym(s) => C::real(env(s)),
+            Expr::Const(Const::Pi) => C::real(std::f64::consts::PI),
+            Expr::Const(Const::E) => C::real(std::f64::consts::E),
+            Expr::Const(Const::I) => C { re: 0.0, im: 1.0 },
+            Expr::Const(Const::Inf) => return None,
+            Expr::Add(v) => v
+                .iter()
+                .try_fold(C::real(0.0), |a, x| Some(a.add(x.eval(env)?)))?,
+            Expr::Mul(v) => v
+                .iter()
+                .try_fold(C::real(1.0), |a, x| Some(a.mul(x.eval(env)?)))?,
+            Expr::Pow(b, e) => b.eval(env)?.pow(e.eval(env)?),
+            Expr::Pct(a) => a.eval(env)?.mul(C::real(0.01)),
+            Expr::Func(name, args) => {
+                let x = args.first()?.eval(env)?;
+                let real = |f: fn(f64) -> f64| (x.im == 0.0).then(|| C::real(f(x.re)));
+                match name.as_str() {
+                    "sin" => real(f64::sin)?,
+                    "cos" => real(f64::cos)?,
+                    "tan" => real(f64::tan)?,
+                    "cot" => real(|t| 1.0 / t.tan())?,
+                    "sec" => real(|t| 1.0 / t.cos())?,
+                    "csc" => real(|t| 1.0 / t.sin())?,
+                    "arcsin" => real(f64::asin)?,
+                    "arccos" => real(f64::acos)?,
+                    "arctan" => real(f64::atan)?,
+                    "exp" => x.exp(),
+                    "ln" => x.ln(),
+                    "log" => match args.get(1) {
+                        Some(base) => {
+                            let b = base.eval(env)?.ln();
+                            let l = x.ln();
+                            if b.im != 0.0 || l.im != 0.0 {
+                                return None;
+                            }
+                            C::real(l.re / b.re)
+                        }
+                        None => x.ln(),
+                    },
+                    "abs" => C::real(x.abs()),
+                    "factorial" => {
+                        if x.im != 0.0 || x.re < 0.0 || x.re.fract() != 0.0 || x.re > 170.0 {
+                            return None;
+                        }
+                        C::real((1..=x.re as u64).map(|k| k as f64).product())
+                    }
+                    "floor" => real(f64::floor)?,
+                    "ceil" => real(f64::ceil)?,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        v.is_finite().then_some(v)
+    }
+
+    fn is_atomic_number(&self) -> Option<Num> {
+        match self {
+            Expr::Num(n) => Some(*n),
+            Expr::Pct(a) => match **a {
+                Expr::Num(n) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn contains_inf(&self) -> bool {
+        match self {
+            Expr::Const(Const::Inf) => true,
+            Expr::Num(_) | Expr::Sym(_) | Expr::Const(_) => false,
+            Expr::Add(v)
+            | Expr::Mul(v)
+            | Expr::Func(_, v)
+            | Expr::And(v)
+            | Expr::Tuple(v)
+            | Expr::Set(v)
+            | Expr::Union(v) => v.iter().any(Expr::contains_inf),
+            Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
+                a.contains_inf() || b.contains_inf()
+            }
+            Expr::Pct(a) => a.contains_inf(),
+            Expr::Matrix(r) => r.iter().flatten().any(Expr::contains_inf),
+        }
+    }
+
+    /// `±∞` as a sign, for comparing infinite endpoints.
+    fn inf_sign(&self) -> Option<i32> {
+        match self {
+            Expr::Const(Const::Inf) => Some(1),
+            Expr::Mul(v) if v.len() == 2 => match (&v[0], &v[1]) {
+                (Expr::Num(n), Expr::Const(Const::Inf)) if n.to_f64() < 0.0 => Some(-1),
+                (Expr::Num(n), Expr::Const(Const::Inf)) if n.to_f64() > 0.0 => Some(1),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Symbolic equality of two scalar expressions: equal values at several
+/// random points (Schwartz–Zippel), with a relative tolerance of 1e-9.
+fn numerically_identical(a: &Expr, b: &Expr) -> bool {
+    if a.contains_inf() || b.contains_inf() {
+        return match (a.inf_sign(), b.inf_sign()) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        };
+    }
+    let mut syms = Vec::new();
+    a.symbols(&mut syms);
+    b.symbols(&mut syms);
+    let points: &[f64] = if syms.is_empty() {
+        &[0.0]
+    } else {
+        &[0.0, 1.0, 2.0]
+    };
+    let mut any = false;
+    for &k in points {
+        let env = |s: &str| {
+            let i = syms.iter().position(|x| x == s).unwrap_or(0) as f64;
+            // Irrational-ish, distinct per symbol and per point.
+            0.5 + ((i + 1.0) * 0.7548776662466927 + k * 0.5698402909980532).fract() * 1.3
+        };
+        match (a.eval(&env), b.eval(&env)) {
+            (Some(x), Some(y)) => {
+                let d = x.add(y.mul(C::real(-1.0))).abs();
+                if d > 1e-9 * x.abs().max(y.abs()).max(1.0) {
+                    return false;
+                }
+                any = true;
+            }
+            _ => return false,
+        }
+    }
+    any
+}
+
+/// math_verify's `sympy_numeric_eq` for scalars.
+fn numeric_eq(a: &Expr, b: &Expr) -> bool {
+    let (na, nb) = (a.is_atomic_number(), b.is_atomic_number());
+    if na.is_some() || nb.is_some() {
+        let float_involved = na.is_some_and(Num::is_float) || nb.is_some_and(Num::is_float);
+        let (Some(x), Some(y)) = (value_of(a), value_of(b)) else {
+            return false;
+        };
+        if float_involved {
+            return x.round_to(6) == y.round_to(6);
+        }
+        return match (x, y) {
+            (Num::Rat(..), Num::Rat(..)) => x == y,
+            _ => (x.to_f64() - y.to_f64()).abs() <= 1e-12 * x.to_f64().abs().max(1.0),
+        };
+    }
+    false
+}
+
+/// The number an expression evaluates to (`doit`), exactly when possible.
+fn value_of(e: &Expr) -> Option<Num> {
+    if let Some(n) = e.exact() {
+        return Some(n);
+    }
+    let mut syms = Vec::new();
+    e.symbols(&mut syms);
+    if !syms.is_empty() || e.contains_inf() {
+        return None;
+    }
+    let v = e.eval(&|_| 0.0)?;
+    (v.im.abs() < 1e-12).then_some(Num::Float(v.re))
+}
+
+/// math_verify's `sympy_expr_eq` (strict mode).
+pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
+    let mut gold = gold.clone();
+    let mut pred = pred.clone();
+    let g_assign = gold.is_assignment();
+    let p_assign = pred.is_assignment();
+    let g_eqn = gold.is_equation();
+    let p_eqn = pred.is_equation();
+    let truncate = |e: &Expr| -> Option<Expr> {
+        let l = e.first_relation().lhs()?.clone();
+        let r = e.last_relation().rhs()?.clone();
+        Some(Expr::Rel(RelOp::Eq, Box::new(l), Box::new(r)))
+    };
+    if g_assign {
+        gold = truncate(&gold).unwrap_or(gold);
+    }
+    if p_assign {
+        pred = truncate(&pred).unwrap_or(pred);
+    }
+    if p_eqn && !g_eqn {
+        if let Some(r) = pred.last_relation().rhs() {
+            pred = r.clone();
+        }
+    } else if g_assign && !p_eqn {
+        if let Some(r) = gold.last_relation().rhs() {
+            gold = r.clone();
+        }
+    }
+    if gold == pred {
+        return true;
+    }
+    if gold.is_relation() && pred.is_relation() {
+        return compare_relational(&gold, &pred);
+    }
+    if gold.is_set_like() || pred.is_set_like() {
+        return compare_sets(&gold, &pred);
+    }
+    if matches!(gold, Expr::Sym(_)) || matches!(pred, Expr::Sym(_)) {
+        return compare_symbols(&gold, &pred);
+    }
+    if let (Expr::Matrix(a), Expr::Matrix(b)) = (&gold, &pred) {
+        return a.len() == b.len()
+            && a.iter().zip(b).all(|(ra, rb)| {
+                ra.len() == rb.len() && ra.iter().zip(rb).all(|(x, y)| expr_eq(x, y))
+            });
+    }
+    if matches!(gold, Expr::Matrix(_))
+        || matches!(pred, Expr::Matrix(_))
+        || gold.is_relation()
+        || pred.is_relation()
+    {
+        return false;
+    }
+    numeric_eq(&gold, &pred) || numerically_identical(&gold, &pred)
+}
+
+fn compare_relational(gold: &Expr, pred: &Expr) -> bool {
+    match (gold, pred) {
+        (Expr::And(g), Expr::And(p)) => {
+            g.len() == p.len() && g.iter().zip(p).all(|(a, b)| compare_relational(a, b))
+        }
+        (Expr::Rel(go, gl, gr), Expr::Rel(po, pl, pr)) => {
+            let gd = Expr::sub((**gl).clone(), (**gr).clone());
+            if go == po && expr_eq(&gd, &Expr::sub((**pl).clone(), (**pr).clone())) {
+                return true;
+            }
+            if go.flipped() == *po
+                && *go != *po
+                && expr_eq(&gd, &Expr::sub((**pr).clone(), (**pl).clone()))
+            {
+                return true;
+            }
+            // sympy's solve-and-compare: an equation and its multiple or its
+            // negation have the same solutions.
+            if *go == RelOp::Eq && *po == RelOp::Eq {
+                let pd = Expr::sub((**pl).clone(), (**pr).clone());
+                return proportional(&gd, &pd);
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// Whether `a = k·b` for a non-zero constant `k` (same solution set).
+fn proportional(a: &Expr, b: &Expr) -> bool {
+    let mut syms = Vec::new();
+    a.symbols(&mut syms);
+    b.symbols(&mut syms);
+    if syms.is_empty() {
+        return false;
+    }
+    let env0 = |_: &str| 1.234_567;
+    let (Some(x), Some(y)) = (a.eval(&env0), b.eval(&env0)) else {
+        return false;
+    };
+    if y.abs() < 1e-12 {
+        return false;
+    }
+    let k = x.re / y.re;
+    k != 0.0
+        && k.is_finite()
+        && numerically_identical(a, &Expr::Mul(vec![Expr::Num(Num::Float(k)), b.clone()]))
+}
+
+fn set_items(e: &Expr) -> Option<&[Expr]> {
+    match e {
+        Expr::Set(v) | Expr::Tuple(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn compare_sets(gold: &Expr, pred: &Expr) -> bool {
+    let wrap = |e: &Expr| {
+        if e.is_set_like() {
+            e.clone()
+        } else {
+            Expr::Set(vec![e.clone()])
+        }
+    };
+    let (a, b) = (wrap(gold), wrap(pred));
+    if let (Expr::Interval(a0, a1, al, ar), Expr::Interval(b0, b1, bl, br)) = (&a, &b) {
+        return al == bl && ar == br && endpoint_eq(a0, b0) && endpoint_eq(a1, b1);
+    }
+    if a == b {
+        return true;
+    }
+    if let (Expr::Union(x), Expr::Union(y)) = (&a, &b) {
+        return x.len() == y.len() && x.iter().zip(y).all(|(p, q)| compare_sets(p, q));
+    }
+    if let (Some(x), Some(y)) = (set_items(&a), set_items(&b)) {
+        if x.len() != y.len() {
+            return false;
+        }
+        let unordered = matches!(a, Expr::Set(_)) && matches!(b, Expr::Set(_));
+        if unordered {
+            // Sets: every element matched once, whatever the order.
+            let mut used = vec![false; y.len()];
+            return x.iter().all(|g| {
+                (0..y.len()).any(|j| {
+                    if !used[j] && expr_eq(g, &y[j]) {
+                        used[j] = true;
+                        true
+                    } else {
+                        false
+                    }
+                })
+            });
+        }
+        return x.iter().zip(y).all(|(g, p)| expr_eq(g, p));
+    }
+    let as_pair = |e: &Expr| match e {
+        Expr::Interval(s, t, true, true) => Some(Expr::Tuple(vec![(**s).clone(), (**t).clone()])),
+        _ => None,
+    };
+    if let (Some(t), Some(y)) = (as_pair(&a), set_items(&b)) {
+        if y.len() == 2 {
+            return compare_sets(&t, &b);
+        }
+    }
+    if let (Some(x), Some(t)) = (set_items(&a), as_pair(&b)) {
+        if x.len() == 2 {
+            return compare_sets(&a, &t);
+        }
+    }
+    false
+}
+
+fn endpoint_eq(a: &Expr, b: &Expr) -> bool {
+    match (a.inf_sign(), b.inf_sign()) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => expr_eq(a, b),
+        _ => false,
+    }
+}
+
+fn compare_symbols(gold: &Expr, pred: &Expr) -> bool {
+    let concat = |v: &[Expr]| -> Option<String> {
+        v.iter()
+            .map(|x| match x {
+                Expr::Sym(s) => Some(s.clone()),
+                Expr::Const(Const::E) => Some("e".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    match (gold, pred) {
+        (Expr::Sym(s), Expr::Const(Const::E)) | (Expr::Const(Const::E), Expr::Sym(s)) => {
+            s.eq_ignore_ascii_case("e")
+        }
+        (Expr::Sym(s), Expr::Mul(v)) | (Expr::Mul(v), Expr::Sym(s)) => {
+            concat(v).is_some_and(|c| c.to_lowercase() == s.to_lowercase())
+        }
+        (Expr::Sym(g), Expr::Sym(p)) => {
+            let norm = |s: &str| {
+                if s.chars().count() > 1 {
+                    s.to_lowercase()
+                } else {
+                    s.to_string()
+                }
+            };
+            norm(g) == norm(p)
+        }
+        _ => false,
+    }
+}
+
+impl Expr {
+    /// The numeric value when the expression has no free symbol (for
+    /// diagnostics and callers that want a number).
+    pub fn numeric_value(&self) -> Option<f64> {
+        value_of(self).map(Num::to_f64)
+    }
+}

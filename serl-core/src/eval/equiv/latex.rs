@@ -1,0 +1,926 @@
+//! LaTeX answers to [`Expr`]: the normalisation math_verify applies
+//! (`normalize_latex` of latex2sympy2_extended, the parts that matter for
+//! answers) and a recursive-descent parser for the math that answers use.
+//! Anything the parser does not understand is a parse failure, as an
+//! exception is in the reference, and extraction moves on.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::expr::{Const, Expr, RelOp};
+use super::num::Num;
+
+fn re(p: &str) -> Regex {
+    Regex::new(p).expect("valid built-in regex")
+}
+
+// ─── normalisation ─────────────────────────────────────────────────────────
+
+/// Which `\boxed{}` contents [`normalize`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxedMode {
+    /// Every boxed group, joined by commas.
+    All,
+    /// The last boxed group (and the ones before it joined by a separator).
+    Last,
+}
+
+/// latex2sympy2_extended's `extract_boxed_content`.
+pub fn extract_boxed_content(text: &str, mode: BoxedMode) -> String {
+    let b = text.as_bytes();
+    let mut results: Vec<String> = Vec::new();
+    let mut current = text.len();
+    let mut max_pos = text.len();
+    let mut last_boxed_start: Option<usize> = None;
+    loop {
+        let boxed = text[..current].rfind("\\boxed");
+        let fbox = text[..current].rfind("\\fbox");
+        let (start, cmd_len) = match (boxed, fbox) {
+            (None, None) => break,
+            (Some(x), Some(y)) if y > x => (y, 5),
+            (Some(x), _) => (x, 6),
+            (None, Some(y)) => (y, 5),
+        };
+        let mut next = start + cmd_len;
+        while next < max_pos && (b[next] as char).is_ascii_whitespace() {
+            next += 1;
+        }
+        if next >= max_pos {
+            break;
+        }
+        if b[next] == b'{' {
+            let mut depth = 1;
+            let mut end = None;
+            let mut i = next;
+            while i + 1 < max_pos {
+                i += 1;
+                match b[i] {
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some(end) = end else {
+                if results.is_empty() {
+                    results.push(text[next..].to_string());
+                }
+                break;
+            };
+            let content = text[next + 1..end].trim().to_string();
+            if mode == BoxedMode::Last {
+                if let Some(lb) = last_boxed_start {
+                    let between = text.get(end + 1..lb).unwrap_or("");
+                    let sep = between.contains("and")
+                        || between.contains("or")
+                        || between.contains(',')
+                        || between.contains(';');
+                    if !(between.chars().count() < 70 && sep) {
+                        break;
+                    }
+                }
+            }
+            results.push(content);
+            last_boxed_start = Some(start);
+            max_pos = start;
+        } else {
+            if results.is_empty() {
+                results.push(text[next..].to_string());
+            }
+            break;
+        }
+        current = start;
+    }
+    if results.is_empty() {
+        return text.to_string();
+    }
+    results.reverse();
+    results.join(",")
+}
+
+/// math_verify's default `normalize_latex` (basic LaTeX clean-up, units,
+/// malformed operators, nits; boxed content extracted).
+pub fn normalize(text: &str, boxed: BoxedMode) -> String {
+    static LEFT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\\m?left(\\\{|\{|\\\||\||\[|\(|\\lbrace|\\lbrack|\\vert|\\lvert|\\lceil|\\lfloor|\\langle)",
+        )
+    });
+    static RIGHT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\\m?right(\\\}|\}|\\\||\||\]|\)|\\rbrace|\\rbrack|\\vert|\\rvert|\\rceil|\\rfloor|\\rangle)",
+        )
+    });
+    static REMOVE: LazyLock<Regex> =
+        LazyLock::new(|| re(r#"\\mathrm\{th\}|\\!\s*|\\text\s*\{\s*\}|\\\$|\$|\\displaystyle"#));
+    static QUOTES: LazyLock<Regex> = LazyLock::new(|| re(r#"(^|[^\\])["']"#));
+    static MATH_TEXT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\\math(?:rm|it|bf)|\\text(?:normal|bf|it|rm)"));
+    static FRAC: LazyLock<Regex> = LazyLock::new(|| re(r"\\[dtc]frac"));
+    static AND_OR: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(^|[^a-zA-Z])(,?\s*(?:and|or))($|[^a-zA-Z])"));
+    static TEXT_AND: LazyLock<Regex> = LazyLock::new(|| re(r",?\s*\\text\{\s*(?:and|or)\s*\}"));
+    static BACKSLASH_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\\s"));
+    static LDOTS: LazyLock<Regex> = LazyLock::new(|| re(r",?\\ldots"));
+    static PERCENT: LazyLock<Regex> = LazyLock::new(|| re(r"\s*percent|\\text\{percent\}"));
+    static UNIT_TEXT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(\\(?:text|mbox)\{.*?\})(\^\d|\{\^\d\})?$"));
+    static EMPTY_TEXT: LazyLock<Regex> = LazyLock::new(|| re(r"\\text\s*\{\s*\}"));
+    static SLASH_CMD: LazyLock<Regex> = LazyLock::new(|| re(r"\\\\([a-zA-Z])"));
+    static MAL_POW: LazyLock<Regex> = LazyLock::new(|| re(r"\^\s?\((.*?)\)"));
+    static MAL_FRAC_DD: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s?(\d)\s?(\d+)"));
+    static MAL_FRAC_BD: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s?\{(.*?)\}\s?(\d)"));
+    static MAL_FRAC_DB: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s?(\d)\s?\{(.*?)\}"));
+    static MAL_SQRT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s?(\d)"));
+
+    let mut t = extract_boxed_content(text, boxed);
+    t = t
+        .replace("\\mathrm{T}", "T")
+        .replace("\\mathrm{d}", "d")
+        .replace("{\\rm d}", "d");
+    t = LEFT.replace_all(&t, "${1}").into_owned();
+    t = RIGHT.replace_all(&t, "${1}").into_owned();
+    t = REMOVE.replace_all(&t, "").into_owned();
+    t = QUOTES.replace_all(&t, "${1}").into_owned();
+    t = MATH_TEXT.replace_all(&t, "\\text").into_owned();
+    t = FRAC.replace_all(&t, "\\frac").into_owned();
+    t = t
+        .replace(" .", " 0.")
+        .replace("{.", "{0.")
+        .replace("~=", "\\approx");
+    t = TEXT_AND.replace_all(&t, ",").into_owned();
+    t = AND_OR.replace_all(&t, "${1},${3}").into_owned();
+    t = BACKSLASH_SPACE.replace_all(&t, "${1} ").into_owned();
+    t = t.replace("infinity", "\\infty");
+    t = LDOTS.replace_all(&t, " ").into_owned();
+    t = PERCENT.replace_all(&t, "\\%").into_owned();
+    t = t.replace(" sqrt", "\\sqrt");
+    t = t.replace(['\n', '\t'], " ");
+    if !t.contains("matrix") {
+        t = SLASH_CMD.replace_all(&t, "\\${1}").into_owned();
+    }
+    // Units: a trailing \text{…} (optionally squared) goes.
+    let stripped = UNIT_TEXT.replace_all(&t, "");
+    let stripped = stripped.trim();
+    if !stripped.is_empty() && stripped != t {
+        t = stripped.to_string();
+    }
+    t = EMPTY_TEXT.replace_all(&t, " ").into_owned();
+    // Nits.
+    if t.starts_with('.') {
+        t.insert(0, '0');
+    }
+    if t == "0.5" {
+        t = "\\frac{1}{2}".into();
+    }
+    // Malformed operators.
+    t = MAL_POW.replace_all(&t, "^{${1}}").into_owned();
+    t = MAL_FRAC_DD
+        .replace_all(&t, "\\frac{${1}}{${2}}")
+        .into_owned();
+    t = MAL_FRAC_BD
+        .replace_all(&t, "\\frac{${1}}{${2}}")
+        .into_owned();
+    t = MAL_FRAC_DB
+        .replace_all(&t, "\\frac{${1}}{${2}}")
+        .into_owned();
+    t = MAL_SQRT.replace_all(&t, "\\sqrt{${1}}").into_owned();
+    t = fix_a_slash_b(&t);
+    t
+}
+
+fn fix_a_slash_b(t: &str) -> String {
+    let mut it = t.split('/');
+    if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+        let canon = |s: &str| {
+            let d = s.strip_prefix('-').unwrap_or(s);
+            !d.is_empty()
+                && d.bytes().all(|c| c.is_ascii_digit())
+                && (d == "0" || !d.starts_with('0'))
+                && s != "-0"
+        };
+        if canon(a) && canon(b) {
+            return format!("\\frac{{{a}}}{{{b}}}");
+        }
+    }
+    t.to_string()
+}
+
+// ─── tokens ────────────────────────────────────────────────────────────────
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(String),
+    Letter(char),
+    Cmd(String),
+    Sym(char),
+}
+
+fn tokenize(s: &str) -> Option<Vec<Tok>> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() || c == '~' {
+            i += 1;
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i < chars.len()
+                && chars[i] == '.'
+                && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())
+            {
+                i += 1;
+                while i < chars.len() && chars[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            out.push(Tok::Num(chars[start..i].iter().collect()));
+        } else if c == '\\' {
+            i += 1;
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            if i == start {
+                // \{ \} \, \; \% \\ etc.
+                let Some(&n) = chars.get(i) else { return None };
+                i += 1;
+                out.push(Tok::Cmd(n.to_string()));
+            } else {
+                out.push(Tok::Cmd(chars[start..i].iter().collect()));
+            }
+        } else if c.is_ascii_alphabetic() {
+            out.push(Tok::Letter(c));
+            i += 1;
+        } else if c == 'π' {
+            out.push(Tok::Cmd("pi".into()));
+            i += 1;
+        } else if c == '∞' {
+            out.push(Tok::Cmd("infty".into()));
+            i += 1;
+        } else if "+-*/^_()[]{}=<>,!|%&:;'".contains(c)
+            || c == '×'
+            || c == '÷'
+            || c == '≤'
+            || c == '≥'
+            || c == '≠'
+        {
+            out.push(Tok::Sym(c));
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+// ─── parser ────────────────────────────────────────────────────────────────
+
+/// Parses normalised LaTeX math into an [`Expr`]; `None` where the input is
+/// not math this parser understands.
+pub fn parse(latex: &str) -> Option<Expr> {
+    static THOUSANDS: LazyLock<Regex> =
+        LazyLock::new(|| re(r"^\s*-?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*$"));
+    if THOUSANDS.is_match(latex) {
+        // "35,280" is one number with a thousands separator, not a list.
+        return Num::parse_decimal(&latex.replace(',', "")).map(Expr::Num);
+    }
+    let toks = tokenize(latex)?;
+    if toks.is_empty() {
+        return None;
+    }
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
+    let e = p.list()?;
+    (p.pos == p.toks.len()).then_some(e)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+    depth: usize,
+}
+
+const FUNCS: [&str; 18] = [
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+    "ln", "log", "exp", "lg", "floor", "ceil",
+];
+
+const GREEK: [&str; 27] = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "theta",
+    "lambda",
+    "mu",
+    "sigma",
+    "phi",
+    "omega",
+    "tau",
+    "rho",
+    "epsilon",
+    "varepsilon",
+    "varphi",
+    "Delta",
+    "Omega",
+    "Gamma",
+    "Theta",
+    "psi",
+    "chi",
+    "eta",
+    "zeta",
+    "xi",
+    "nu",
+    "kappa",
+    "Sigma",
+];
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+
+    fn is_sym(&self, c: char) -> bool {
+        self.peek() == Some(&Tok::Sym(c))
+    }
+
+    fn is_cmd(&self, name: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Cmd(n)) if n == name)
+    }
+
+    fn eat_sym(&mut self, c: char) -> bool {
+        if self.is_sym(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_cmd(&mut self, name: &str) -> bool {
+        if self.is_cmd(name) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_spacing(&mut self) {
+        while matches!(self.peek(), Some(Tok::Cmd(n)) if [",", ";", ":", "quad", "qquad", " ", "!"].contains(&n.as_str()))
+        {
+            self.pos += 1;
+        }
+    }
+
+    /// Top level: a comma list becomes a set of its items.
+    fn list(&mut self) -> Option<Expr> {
+        let mut items = vec![self.relation()?];
+        while self.eat_sym(',') || self.eat_sym(';') {
+            if self.pos == self.toks.len() {
+                break;
+            }
+            items.push(self.relation()?);
+        }
+        Some(if items.len() == 1 {
+            items.pop()?
+        } else {
+            Expr::Set(items)
+        })
+    }
+
+    fn rel_op(&mut self) -> Option<RelOp> {
+        let op = match self.peek()? {
+            Tok::Sym('=') => RelOp::Eq,
+            Tok::Sym('<') => RelOp::Lt,
+            Tok::Sym('>') => RelOp::Gt,
+            Tok::Sym('≤') => RelOp::Le,
+            Tok::Sym('≥') => RelOp::Ge,
+            Tok::Sym('≠') => RelOp::Ne,
+            Tok::Cmd(c) => match c.as_str() {
+                "le" | "leq" | "leqslant" => RelOp::Le,
+                "ge" | "geq" | "geqslant" => RelOp::Ge,
+                "ne" | "neq" => RelOp::Ne,
+                "gt" => RelOp::Gt,
+                "lt" => RelOp::Lt,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        self.pos += 1;
+        Some(op)
+    }
+
+    fn relation(&mut self) -> Option<Expr> {
+        let first = self.union()?;
+        let mut parts = Vec::new();
+        let mut lhs = first.clone();
+        while let Some(op) = self.rel_op() {
+            let rhs = self.union()?;
+            parts.push(Expr::Rel(op, Box::new(lhs), Box::new(rhs.clone())));
+            lhs = rhs;
+        }
+        Some(match parts.len() {
+            0 => first,
+            1 => parts.pop()?,
+            _ => Expr::And(parts),
+        })
+    }
+
+    fn union(&mut self) -> Option<Expr> {
+        let first = self.expr()?;
+        if !self.is_cmd("cup") {
+            return Some(first);
+        }
+        let mut parts = vec![first];
+        while self.eat_cmd("cup") {
+            parts.push(self.expr()?);
+        }
+        Some(Expr::Union(parts))
+    }
+
+    fn expr(&mut self) -> Option<Expr> {
+        self.depth += 1;
+        if self.depth > 200 {
+            return None;
+        }
+        let mut terms = Vec::new();
+        let neg = if self.eat_sym('-') {
+            true
+        } else {
+            self.eat_sym('+');
+            false
+        };
+        let t = self.term()?;
+        terms.push(if neg { Expr::neg(t) } else { t });
+        loop {
+            self.skip_spacing();
+            if self.eat_sym('+') {
+                terms.push(self.term()?);
+            } else if self.eat_sym('-') {
+                let t = self.term()?;
+                terms.push(Expr::neg(t));
+            } else {
+                break;
+            }
+        }
+        self.depth -= 1;
+        Some(if terms.len() == 1 {
+            terms.pop()?
+        } else {
+            Expr::Add(terms)
+        })
+    }
+
+    fn starts_atom(&self) -> bool {
+        match self.peek() {
+            Some(Tok::Num(_)) | Some(Tok::Letter(_)) => true,
+            Some(Tok::Sym(c)) => matches!(c, '(' | '[' | '{'),
+            Some(Tok::Cmd(c)) => {
+                FUNCS.contains(&c.as_str())
+                    || GREEK.contains(&c.as_str())
+                    || matches!(
+                        c.as_str(),
+                        "frac"
+                            | "dfrac"
+                            | "tfrac"
+                            | "cfrac"
+                            | "sqrt"
+                            | "pi"
+                            | "infty"
+                            | "{"
+                            | "mbox"
+                            | "operatorname"
+                            | "begin"
+                            | "mathbb"
+                            | "lfloor"
+                            | "lceil"
+                            | "binom"
+                            | "dbinom"
+                            | "tbinom"
+                    )
+            }
+            None => false,
+        }
+    }
+
+    fn term(&mut self) -> Option<Expr> {
+        let mut factors = vec![self.unary()?];
+        loop {
+            self.skip_spacing();
+            if self.eat_sym('*')
+                || self.eat_cmd("cdot")
+                || self.eat_cmd("times")
+                || self.eat_sym('×')
+            {
+                factors.push(self.unary()?);
+            } else if self.eat_sym('/')
+                || self.eat_cmd("div")
+                || self.eat_sym('÷')
+                || self.eat_sym(':')
+            {
+                let d = self.unary()?;
+                let n = if factors.len() == 1 {
+                    factors.pop()?
+                } else {
+                    Expr::Mul(std::mem::take(&mut factors))
+                };
+                factors.push(Expr::div(n, d));
+            } else if self.is_cmd("text") {
+                // A unit after a value: \text{ cm}.
+                let save = self.pos;
+                self.pos += 1;
+                if self.group_raw().is_none() {
+                    self.pos = save;
+                    break;
+                }
+            } else if self.starts_atom() && !self.is_sym('|') {
+                let next = self.postfix()?;
+                // A mixed number: 2\frac{1}{2} is 5/2.
+                let mixed = self.toks.get(self.pos.wrapping_sub(1)).is_some()
+                    && factors.len() == 1
+                    && matches!(factors[0], Expr::Num(Num::Rat(_, 1)))
+                    && matches!(next, Expr::Num(Num::Rat(_, d)) if d != 1);
+                if mixed {
+                    let whole = factors.pop()?;
+                    if let (Expr::Num(w), Expr::Num(f)) = (&whole, &next) {
+                        let sum = if w.to_f64() < 0.0 {
+                            w.add(f.neg())
+                        } else {
+                            w.add(*f)
+                        };
+                        factors.push(Expr::Num(sum));
+                    }
+                } else {
+                    factors.push(next);
+                }
+            } else {
+                break;
+            }
+        }
+        Some(if factors.len() == 1 {
+            factors.pop()?
+        } else {
+            Expr::Mul(factors)
+        })
+    }
+
+    fn unary(&mut self) -> Option<Expr> {
+        if self.eat_sym('-') {
+            return Some(Expr::neg(self.unary()?));
+        }
+        if self.eat_sym('+') {
+            return self.unary();
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Option<Expr> {
+        let mut base = self.atom()?;
+        loop {
+            if self.eat_sym('^') {
+                if self.eat_cmd("circ") {
+                    continue;
+                }
+                if self.is_sym('{')
+                    && matches!(self.toks.get(self.pos + 1), Some(Tok::Cmd(c)) if c == "circ")
+                    && self.toks.get(self.pos + 2) == Some(&Tok::Sym('}'))
+                {
+                    self.pos += 3;
+                    continue;
+                }
+                let e = self.script_arg()?;
+                base = Expr::Pow(Box::new(base), Box::new(e));
+            } else if self.eat_sym('!') {
+                base = Expr::Func("factorial".into(), vec![base]);
+            } else if self.eat_cmd("%") || self.eat_sym('%') {
+                base = Expr::Pct(Box::new(base));
+            } else if self.is_sym('_') {
+                // Subscripts name a new symbol: x_1, 1204_9.
+                self.pos += 1;
+                let sub = self.script_raw()?;
+                // A subscript on a number is a base (4343_6) and is ignored,
+                // as latex2sympy does.
+                base = match base {
+                    Expr::Sym(s) => Expr::Sym(format!("{s}_{sub}")),
+                    n @ Expr::Num(_) => n,
+                    _ => return None,
+                };
+            } else if self.eat_sym('\'') {
+                base = match base {
+                    Expr::Sym(s) => Expr::Sym(format!("{s}'")),
+                    _ => return None,
+                };
+            } else {
+                break;
+            }
+        }
+        Some(base)
+    }
+
+    /// The argument of `^`: a braced group or one token.
+    fn script_arg(&mut self) -> Option<Expr> {
+        if self.eat_sym('{') {
+            let e = self.list()?;
+            self.eat_sym('}').then_some(e)
+        } else {
+            match self.peek()?.clone() {
+                Tok::Num(n) => {
+                    self.pos += 1;
+                    // ^23 means ^2 · 3 in LaTeX; keep the first digit.
+                    let first: String = n.chars().take(1).collect();
+                    if n.len() > 1 {
+                        let rest = n[1..].to_string();
+                        self.toks.insert(self.pos, Tok::Num(rest));
+                    }
+                    Some(Expr::Num(Num::parse_decimal(&first)?))
+                }
+                _ => self.atom(),
+            }
+        }
+    }
+
+    /// The raw text of a subscript: a braced group or one token.
+    fn script_raw(&mut self) -> Option<String> {
+        if self.is_sym('{') {
+            return self.group_raw();
+        }
+        let t = self.peek()?.clone();
+        self.pos += 1;
+        Some(match t {
+            Tok::Num(n) => n.chars().take(1).collect(),
+            Tok::Letter(c) => c.to_string(),
+            Tok::Cmd(c) => c,
+            Tok::Sym(c) => c.to_string(),
+        })
+    }
+
+    /// A `{…}` group as raw text (for \text and subscripts).
+    fn group_raw(&mut self) -> Option<String> {
+        if !self.eat_sym('{') {
+            return None;
+        }
+        let mut depth = 1;
+        let mut out = String::new();
+        while let Some(t) = self.peek().cloned() {
+            self.pos += 1;
+            match t {
+                Tok::Sym('{') => {
+                    depth += 1;
+                    out.push('{');
+                }
+                Tok::Sym('}') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(out);
+                    }
+                    out.push('}');
+                }
+                Tok::Num(n) => out.push_str(&n),
+                Tok::Letter(c) | Tok::Sym(c) => out.push(c),
+                Tok::Cmd(c) => {
+                    out.push('\\');
+                    out.push_str(&c);
+                }
+            }
+        }
+        None
+    }
+
+    fn braced(&mut self) -> Option<Expr> {
+        if !self.eat_sym('{') {
+            // \frac12-style single tokens are fixed by normalisation; accept one atom.
+            return self.atom();
+        }
+        let e = self.list()?;
+        self.eat_sym('}').then_some(e)
+    }
+
+    fn atom(&mut self) -> Option<Expr> {
+        self.skip_spacing();
+        let t = self.peek()?.clone();
+        self.pos += 1;
+        match t {
+            Tok::Num(n) => Some(Expr::Num(Num::parse_decimal(&n)?)),
+            Tok::Letter('e') => Some(Expr::Const(Const::E)),
+            // latex2sympy lower-cases symbol names ("C" and "c" are one symbol);
+            // `i` stays a symbol.
+            Tok::Letter(c) => Some(Expr::Sym(c.to_ascii_lowercase().to_string())),
+            Tok::Sym('(') => self.bracketed(false),
+            Tok::Sym('[') => self.bracketed(true),
+            Tok::Sym('{') => {
+                let e = self.list()?;
+                self.eat_sym('}').then_some(e)
+            }
+            Tok::Sym('|') => {
+                let e = self.expr()?;
+                self.eat_sym('|').then(|| Expr::Func("abs".into(), vec![e]))
+            }
+            Tok::Cmd(c) => self.command(&c),
+            _ => None,
+        }
+    }
+
+    /// `( … )` or `[ … ]`: a group, an interval or a tuple.
+    fn bracketed(&mut self, square: bool) -> Option<Expr> {
+        let mut items = vec![self.relation()?];
+        while self.eat_sym(',') {
+            items.push(self.relation()?);
+        }
+        let close_round = self.eat_sym(')');
+        let close_square = !close_round && self.eat_sym(']');
+        if !close_round && !close_square {
+            return None;
+        }
+        match items.len() {
+            1 if square == close_square => items.pop(),
+            1 => None,
+            2 => {
+                let b = items.pop()?;
+                let a = items.pop()?;
+                Some(Expr::Interval(
+                    Box::new(a),
+                    Box::new(b),
+                    !square,
+                    close_round,
+                ))
+            }
+            _ if square == close_square => Some(Expr::Tuple(items)),
+            _ => None,
+        }
+    }
+
+    fn command(&mut self, c: &str) -> Option<Expr> {
+        match c {
+            "frac" | "dfrac" | "tfrac" | "cfrac" => {
+                let n = self.braced()?;
+                let d = self.braced()?;
+                Some(Expr::div(n, d))
+            }
+            "sqrt" => {
+                let index = if self.eat_sym('[') {
+                    let e = self.expr()?;
+                    if !self.eat_sym(']') {
+                        return None;
+                    }
+                    Some(e)
+                } else {
+                    None
+                };
+                let x = self.braced()?;
+                let exp = match index {
+                    Some(k) => Expr::div(Expr::Num(Num::int(1)), k),
+                    None => Expr::Num(Num::rat(1, 2)?),
+                };
+                Some(Expr::Pow(Box::new(x), Box::new(exp)))
+            }
+            "pi" => Some(Expr::Const(Const::Pi)),
+            "mathbb" => {
+                let raw = self.group_raw()?;
+                Some(Expr::Sym(format!("mathbb_{raw}")))
+            }
+            "infty" | "infin" => Some(Expr::Const(Const::Inf)),
+            "e" => Some(Expr::Const(Const::E)),
+            "{" => {
+                let mut items = Vec::new();
+                if !self.eat_cmd("}") {
+                    items.push(self.relation()?);
+                    while self.eat_sym(',') {
+                        items.push(self.relation()?);
+                    }
+                    if !self.eat_cmd("}") {
+                        return None;
+                    }
+                }
+                Some(Expr::Set(items))
+            }
+            "text" | "mbox" | "textbf" | "operatorname" => {
+                // latex2sympy makes the text a symbol, digits included
+                // (`\text{3}` is the symbol "3", not the number 3).
+                let raw = self.group_raw()?;
+                let raw = raw.trim();
+                if raw.is_empty() {
+                    return None;
+                }
+                if FUNCS.contains(&raw) {
+                    return self.function(raw);
+                }
+                // Spaces and enclosing parentheses go, case is folded:
+                // \text{(C)} is the symbol "c", \text{3 cm} is "3cm".
+                let name: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+                let name = name
+                    .strip_prefix('(')
+                    .and_then(|n| n.strip_suffix(')'))
+                    .unwrap_or(&name);
+                Some(Expr::Sym(name.to_lowercase()))
+            }
+            "begin" => self.matrix(),
+            "left" | "right" | "big" | "Big" | "bigg" | "Bigg" => self.atom(),
+            g if GREEK.contains(&g) => Some(Expr::Sym(g.to_string())),
+            "circ" => Some(Expr::Num(Num::int(1))),
+            "lfloor" => {
+                let e = self.expr()?;
+                self.eat_cmd("rfloor")
+                    .then(|| Expr::Func("floor".into(), vec![e]))
+            }
+            "lceil" => {
+                let e = self.expr()?;
+                self.eat_cmd("rceil")
+                    .then(|| Expr::Func("ceil".into(), vec![e]))
+            }
+            "binom" | "dbinom" | "tbinom" => {
+                let n = self.braced()?.exact()?;
+                let k = self.braced()?.exact()?;
+                let (Num::Rat(n, 1), Num::Rat(k, 1)) = (n, k) else {
+                    return None;
+                };
+                if k < 0 || k > n || n > 60 {
+                    return None;
+                }
+                let mut acc: i128 = 1;
+                for j in 0..k {
+                    acc = acc * (n - j) / (j + 1);
+                }
+                Some(Expr::Num(Num::int(acc)))
+            }
+            f if FUNCS.contains(&f) => self.function(f),
+            _ => None,
+        }
+    }
+
+    fn function(&mut self, name: &str) -> Option<Expr> {
+        let name = if name == "lg" { "log" } else { name };
+        let mut base = None;
+        if name == "log" && self.eat_sym('_') {
+            base = Some(self.script_arg()?);
+        }
+        let mut power = None;
+        if self.eat_sym('^') {
+            power = Some(self.script_arg()?);
+        }
+        let arg = if self.is_sym('(') {
+            self.pos += 1;
+            let e = self.expr()?;
+            if !self.eat_sym(')') {
+                return None;
+            }
+            e
+        } else {
+            self.postfix()?
+        };
+        let mut args = vec![arg];
+        args.extend(base);
+        let f = Expr::Func(name.to_string(), args);
+        Some(match power {
+            Some(p) => Expr::Pow(Box::new(f), Box::new(p)),
+            None => f,
+        })
+    }
+
+    fn matrix(&mut self) -> Option<Expr> {
+        let env = self.group_raw()?;
+        if !env.ends_with("matrix") && env != "array" {
+            return None;
+        }
+        if env == "array" && self.is_sym('{') {
+            self.group_raw()?;
+        }
+        let mut rows = vec![Vec::new()];
+        loop {
+            if self.is_cmd("end") {
+                self.pos += 1;
+                self.group_raw()?;
+                break;
+            }
+            if self.eat_cmd("\\") {
+                rows.push(Vec::new());
+                continue;
+            }
+            if self.eat_sym('&') {
+                continue;
+            }
+            let e = self.relation()?;
+            rows.last_mut()?.push(e);
+        }
+        if rows.last().is_some_and(Vec::is_empty) {
+            rows.pop();
+        }
+        Some(Expr::Matrix(rows))
+    }
+}
