@@ -149,12 +149,12 @@ impl Expr {
     }
 
     /// `a - b`.
-    pub fn sub(a: Expr, b: Expr) -> Expr {
-        Expr::Add(vec![a, Expr::neg(b)])
+    pub fn minus(a: Expr, b: Expr) -> Expr {
+        Expr::Add(vec![a, Expr::negate(b)])
     }
 
     /// `-a`.
-    pub fn neg(a: Expr) -> Expr {
+    pub fn negate(a: Expr) -> Expr {
         match a {
             Expr::Num(n) => Expr::Num(n.neg()),
             a => Expr::Mul(vec![Expr::Num(Num::int(-1)), a]),
@@ -162,7 +162,7 @@ impl Expr {
     }
 
     /// `a / b`.
-    pub fn div(a: Expr, b: Expr) -> Expr {
+    pub fn divide(a: Expr, b: Expr) -> Expr {
         match (&a, &b) {
             (Expr::Num(x), Expr::Num(y)) if !x.is_float() && !y.is_float() => {
                 if let Some(r) = y.recip() {
@@ -287,6 +287,14 @@ impl Expr {
                 .try_fold(Num::int(1), |acc, x| Some(acc.mul(x.exact()?))),
             Expr::Pow(b, e) => match e.exact()? {
                 Num::Rat(k, 1) => b.exact()?.powi(k),
+                // √(p/q) of perfect squares evaluates, as sympy does.
+                Num::Rat(1, 2) => match b.exact()? {
+                    Num::Rat(n, d) if n >= 0 => {
+                        let (rn, rd) = (isqrt(n)?, isqrt(d)?);
+                        Some(Num::Rat(rn, rd))
+                    }
+                    _ => None,
+                },
                 _ => None,
             },
             Expr::Pct(a) => Some(a.exact()?.mul(Num::Rat(1, 100))),
@@ -384,6 +392,26 @@ impl Expr {
         }
     }
 
+    /// Whether a float literal occurs anywhere.
+    fn has_float(&self) -> bool {
+        match self {
+            Expr::Num(n) => n.is_float(),
+            Expr::Sym(_) | Expr::Const(_) => false,
+            Expr::Add(v)
+            | Expr::Mul(v)
+            | Expr::Func(_, v)
+            | Expr::And(v)
+            | Expr::Tuple(v)
+            | Expr::Set(v)
+            | Expr::Union(v) => v.iter().any(Expr::has_float),
+            Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
+                a.has_float() || b.has_float()
+            }
+            Expr::Pct(a) => a.has_float(),
+            Expr::Matrix(r) => r.iter().flatten().any(Expr::has_float),
+        }
+    }
+
     /// `±∞` as a sign, for comparing infinite endpoints.
     fn inf_sign(&self) -> Option<i32> {
         match self {
@@ -410,6 +438,13 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
     let mut syms = Vec::new();
     a.symbols(&mut syms);
     b.symbols(&mut syms);
+    // With a float literal involved, sympy's simplify leaves a non-zero Float
+    // residue unless the values agree exactly (3840/289 vs 3840/289.0).
+    let tolerance = if a.has_float() || b.has_float() {
+        0.0
+    } else {
+        1e-9
+    };
     let points: &[f64] = if syms.is_empty() {
         &[0.0]
     } else {
@@ -425,7 +460,7 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
         match (a.eval(&env), b.eval(&env)) {
             (Some(x), Some(y)) => {
                 let d = x.add(y.mul(C::real(-1.0))).abs();
-                if d > 1e-9 * x.abs().max(y.abs()).max(1.0) {
+                if d > tolerance * x.abs().max(y.abs()).max(1.0) {
                     return false;
                 }
                 any = true;
@@ -441,18 +476,32 @@ fn numeric_eq(a: &Expr, b: &Expr) -> bool {
     let (na, nb) = (a.is_atomic_number(), b.is_atomic_number());
     if na.is_some() || nb.is_some() {
         let float_involved = na.is_some_and(Num::is_float) || nb.is_some_and(Num::is_float);
-        let (Some(x), Some(y)) = (value_of(a), value_of(b)) else {
+        // sympy's `doit` only yields a Number for rational arithmetic on
+        // numbers: 50·√10 stays symbolic and is never equal to 158.113883.
+        let (Some(x), Some(y)) = (a.exact(), b.exact()) else {
             return false;
         };
         if float_involved {
             return x.round_to(6) == y.round_to(6);
         }
-        return match (x, y) {
-            (Num::Rat(..), Num::Rat(..)) => x == y,
-            _ => (x.to_f64() - y.to_f64()).abs() <= 1e-12 * x.to_f64().abs().max(1.0),
-        };
+        return exact_number_eq(x, y);
     }
     false
+}
+
+/// sympy's `==` between two Numbers: a Rational equals a Float only when the
+/// float holds exactly that value (3840/289 is not 3840/289.0).
+fn exact_number_eq(x: Num, y: Num) -> bool {
+    match (x, y) {
+        (Num::Rat(..), Num::Rat(..)) => x == y,
+        (Num::Float(a), Num::Float(b)) => a == b,
+        (Num::Rat(n, d), Num::Float(f)) | (Num::Float(f), Num::Rat(n, d)) => {
+            d > 0
+                && (d & (d - 1)) == 0
+                && n.unsigned_abs() < (1u128 << 53)
+                && (n as f64) / (d as f64) == f
+        }
+    }
 }
 
 /// The number an expression evaluates to (`doit`), exactly when possible.
@@ -531,20 +580,20 @@ fn compare_relational(gold: &Expr, pred: &Expr) -> bool {
             g.len() == p.len() && g.iter().zip(p).all(|(a, b)| compare_relational(a, b))
         }
         (Expr::Rel(go, gl, gr), Expr::Rel(po, pl, pr)) => {
-            let gd = Expr::sub((**gl).clone(), (**gr).clone());
-            if go == po && expr_eq(&gd, &Expr::sub((**pl).clone(), (**pr).clone())) {
+            let gd = Expr::minus((**gl).clone(), (**gr).clone());
+            if go == po && expr_eq(&gd, &Expr::minus((**pl).clone(), (**pr).clone())) {
                 return true;
             }
             if go.flipped() == *po
                 && *go != *po
-                && expr_eq(&gd, &Expr::sub((**pr).clone(), (**pl).clone()))
+                && expr_eq(&gd, &Expr::minus((**pr).clone(), (**pl).clone()))
             {
                 return true;
             }
             // sympy's solve-and-compare: an equation and its multiple or its
             // negation have the same solutions.
             if *go == RelOp::Eq && *po == RelOp::Eq {
-                let pd = Expr::sub((**pl).clone(), (**pr).clone());
+                let pd = Expr::minus((**pl).clone(), (**pr).clone());
                 return proportional(&gd, &pd);
             }
             false
@@ -682,4 +731,13 @@ impl Expr {
     pub fn numeric_value(&self) -> Option<f64> {
         value_of(self).map(Num::to_f64)
     }
+}
+
+/// The integer square root of a perfect square.
+fn isqrt(n: i128) -> Option<i128> {
+    if n < 0 {
+        return None;
+    }
+    let r = (n as f64).sqrt().round() as i128;
+    (r.checked_mul(r) == Some(n)).then_some(r)
 }

@@ -377,7 +377,7 @@ impl Arith<'_> {
         while let Some(c @ ('+' | '-')) = self.peek() {
             self.i += 1;
             let t = self.product()?;
-            terms.push(if c == '-' { Expr::neg(t) } else { t });
+            terms.push(if c == '-' { Expr::negate(t) } else { t });
         }
         Some(if terms.len() == 1 {
             terms.pop()?
@@ -395,7 +395,7 @@ impl Arith<'_> {
                 }
                 Some('/') => {
                     self.i += 1;
-                    acc = Expr::div(acc, self.unary()?);
+                    acc = Expr::divide(acc, self.unary()?);
                 }
                 _ => return Some(acc),
             }
@@ -405,7 +405,7 @@ impl Arith<'_> {
         match self.peek() {
             Some('-') => {
                 self.i += 1;
-                Some(Expr::neg(self.unary()?))
+                Some(Expr::negate(self.unary()?))
             }
             Some('+') => {
                 self.i += 1;

@@ -255,7 +255,7 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             }
             if i == start {
                 // \{ \} \, \; \% \\ etc.
-                let Some(&n) = chars.get(i) else { return None };
+                let &n = chars.get(i)?;
                 i += 1;
                 out.push(Tok::Cmd(n.to_string()));
             } else {
@@ -393,9 +393,6 @@ impl Parser {
     fn list(&mut self) -> Option<Expr> {
         let mut items = vec![self.relation()?];
         while self.eat_sym(',') || self.eat_sym(';') {
-            if self.pos == self.toks.len() {
-                break;
-            }
             items.push(self.relation()?);
         }
         Some(if items.len() == 1 {
@@ -468,14 +465,14 @@ impl Parser {
             false
         };
         let t = self.term()?;
-        terms.push(if neg { Expr::neg(t) } else { t });
+        terms.push(if neg { Expr::negate(t) } else { t });
         loop {
             self.skip_spacing();
             if self.eat_sym('+') {
                 terms.push(self.term()?);
             } else if self.eat_sym('-') {
                 let t = self.term()?;
-                terms.push(Expr::neg(t));
+                terms.push(Expr::negate(t));
             } else {
                 break;
             }
@@ -541,7 +538,7 @@ impl Parser {
                 } else {
                     Expr::Mul(std::mem::take(&mut factors))
                 };
-                factors.push(Expr::div(n, d));
+                factors.push(Expr::divide(n, d));
             } else if self.is_cmd("text") {
                 // A unit after a value: \text{ cm}.
                 let save = self.pos;
@@ -583,7 +580,7 @@ impl Parser {
 
     fn unary(&mut self) -> Option<Expr> {
         if self.eat_sym('-') {
-            return Some(Expr::neg(self.unary()?));
+            return Some(Expr::negate(self.unary()?));
         }
         if self.eat_sym('+') {
             return self.unary();
@@ -771,7 +768,7 @@ impl Parser {
             "frac" | "dfrac" | "tfrac" | "cfrac" => {
                 let n = self.braced()?;
                 let d = self.braced()?;
-                Some(Expr::div(n, d))
+                Some(Expr::divide(n, d))
             }
             "sqrt" => {
                 let index = if self.eat_sym('[') {
@@ -785,7 +782,7 @@ impl Parser {
                 };
                 let x = self.braced()?;
                 let exp = match index {
-                    Some(k) => Expr::div(Expr::Num(Num::int(1)), k),
+                    Some(k) => Expr::divide(Expr::Num(Num::int(1)), k),
                     None => Expr::Num(Num::rat(1, 2)?),
                 };
                 Some(Expr::Pow(Box::new(x), Box::new(exp)))
