@@ -1,0 +1,237 @@
+//! The `serl` command line: its JSONL interface, errors and exit codes.
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn serl(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("serl finishes")
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("serl-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn extract_reproduces_the_reference() {
+    let cases = &common::fixture("extract.jsonl")[..200];
+    let input: String = cases
+        .iter()
+        .map(|c| serde_json::json!({"response": c["input"]}).to_string() + "\n")
+        .collect();
+    let out = serl(&["extract"], &input);
+    assert!(out.status.success());
+    let got = lines(&out);
+    assert_eq!(got.len(), cases.len());
+    for (g, c) in got.iter().zip(cases) {
+        assert_eq!(g["answer"], c["extracted"]);
+        assert_eq!(g["normalized"], c["stripped"]);
+    }
+}
+
+#[test]
+fn vote_matches_reference_rewards_in_both_modes() {
+    let cases = &common::fixture("vote.jsonl")[..40];
+    let input: String = cases
+        .iter()
+        .map(|c| serde_json::json!({"responses": c["responses"]}).to_string() + "\n")
+        .collect();
+    for (mode, key) in [
+        ("string", "rewards_string_maj"),
+        ("equiv", "rewards_math_verify_maj"),
+    ] {
+        let out = serl(&["vote", "--mode", mode], &input);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (g, c) in lines(&out).iter().zip(cases) {
+            assert_eq!(g["rewards"], c[key], "mode {mode}");
+            let rewards: Vec<f64> = serde_json::from_value(g["rewards"].clone()).unwrap();
+            assert_eq!(
+                g["agreement"].as_f64().unwrap(),
+                rewards.iter().sum::<f64>() / rewards.len() as f64
+            );
+            assert_eq!(g["answers"].as_array().unwrap().len(), 16);
+            assert!(g["majority"].is_string());
+        }
+    }
+}
+
+#[test]
+fn equal_rouge_and_parse_instructions() {
+    let out = serl(
+        &["equal"],
+        "{\"pred\": \"\\\\frac{1}{2}\", \"ref\": \"0.5\"}\n\n{\"pred\": \"3\", \"ref\": \"4\"}\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        lines(&out),
+        [
+            serde_json::json!({"equal": true}),
+            serde_json::json!({"equal": false})
+        ]
+    );
+
+    let out = serl(&["rouge"], "{\"a\": \"the cat sat\", \"b\": \"the cat\"}\n");
+    let v = &lines(&out)[0];
+    assert_eq!(
+        (v["p"].as_f64(), v["r"].as_f64()),
+        (Some(1.0), Some(2.0 / 3.0))
+    );
+
+    let text = "1. What is the sum of 2 and 3 apples?\n2. Draw a graph of y = x now\n3. Find x if x plus 2 is 5";
+    let input = serde_json::json!({"response": text}).to_string() + "\n";
+    let out = serl(&["parse-instructions"], &input);
+    assert_eq!(
+        lines(&out)[0]["instructions"],
+        serde_json::json!([
+            "What is the sum of 2 and 3 apples?",
+            "Find x if x plus 2 is 5"
+        ])
+    );
+    let out = serl(
+        &["parse-instructions", "--keep-case"],
+        &serde_json::json!({"response": "1. Find X in ABC today"}).to_string(),
+    );
+    assert_eq!(
+        lines(&out)[0]["instructions"],
+        serde_json::json!(["Find X in ABC today"])
+    );
+}
+
+#[test]
+fn filter_reproduces_the_reference_decisions() {
+    let case = &common::fixture("filter.jsonl")[0];
+    let seeds: String = case["seed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!({"problem": s}).to_string() + "\n")
+        .collect();
+    let seeds_path = temp_file("seeds.jsonl", &seeds);
+    let input: String = case["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::json!({"instruction": s}).to_string() + "\n")
+        .collect();
+    let out = serl(&["filter", "--seeds", seeds_path.to_str().unwrap()], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (k, g) in lines(&out).iter().enumerate() {
+        assert_eq!(g["kept"], case["kept"][k]);
+        assert_eq!(g["max_rouge_l"], case["max_rougeL"][k]);
+        assert_eq!(g["argmax"], case["argmax"][k]);
+    }
+}
+
+#[test]
+fn prompt_is_seeded_and_exact() {
+    let seeds: String = (0..12)
+        .map(|i| format!("{{\"problem\": \"Seed question number {i}:\"}}\n"))
+        .collect();
+    let seeds_path = temp_file("prompt-seeds.jsonl", &seeds);
+    let pool_path = temp_file(
+        "pool.jsonl",
+        "{\"instruction\": \"Pool question one here\"}\n",
+    );
+    let args = [
+        "prompt",
+        "--seeds",
+        seeds_path.to_str().unwrap(),
+        "--pool",
+        pool_path.to_str().unwrap(),
+        "--seed",
+        "3",
+    ];
+    let a = serl(&args, "");
+    let b = serl(&args, "");
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    let v = &lines(&a)[0];
+    let user = v["user"].as_str().unwrap();
+    assert!(user.starts_with("Come up with a series of questions:\n1. "));
+    assert!(user.ends_with("\n9."));
+    assert!(user.contains("Pool question one here"));
+    assert!(!user.contains("number 1:"));
+    assert_eq!(v["system"], serl_core::eval::GENERATION_SYSTEM);
+}
+
+#[test]
+fn bad_input_names_the_line_and_field_and_exits_1() {
+    let out = serl(
+        &["vote"],
+        "{\"responses\": [\"1\"]}\n{\"responses\": [\"a\", 3]}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("responses") && err.contains("[1]"),
+        "{err}"
+    );
+    assert_eq!(
+        lines(&out).len(),
+        1,
+        "the good line before the bad one is still answered"
+    );
+
+    let out = serl(&["extract"], "not json\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+
+    let out = serl(&["equal"], "{\"pred\": \"1\"}\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"ref\""));
+
+    let bad_seeds = temp_file(
+        "bad-seeds.jsonl",
+        "{\"problem\": \"ok seed\"}\n{\"answer\": 3}\n",
+    );
+    let out = serl(&["filter", "--seeds", bad_seeds.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-seeds.jsonl:2"), "{err}");
+
+    let out = serl(&["filter", "--seeds", "/nonexistent/seeds.jsonl"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/seeds.jsonl"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(
+        serl(&["vote", "--mode", "plurality"], "").status.code(),
+        Some(2)
+    );
+    assert_eq!(serl(&["no-such-command"], "").status.code(), Some(2));
+    assert_eq!(serl(&["filter"], "").status.code(), Some(2));
+}
