@@ -18,7 +18,8 @@ use super::py;
 /// up to the first `$`), then `he answer is`, `final answer is`, `答案是`, and
 /// finally the last number in the comma-stripped text.
 pub fn extract_answer(response: &str) -> String {
-    let text = response.replace("ки", "");
+    let text: std::borrow::Cow<str> =
+        if response.contains("ки") { response.replace("ки", "").into() } else { response.into() };
     let pred: String = if text.contains("final answer is $") && text.contains("$. I hope") {
         let tail = text.split_once("final answer is $").map_or("", |(_, t)| t);
         py::strip(tail.split_once("$. I hope").map_or(tail, |(h, _)| h)).to_string()
@@ -295,7 +296,9 @@ static UNIT_PATTERNS: LazyLock<Vec<UnitPattern>> = LazyLock::new(|| {
 /// Python `re.sub(r"(^|\W)" + unit + r"($|\W)", r"\1\2", s)`: removes every
 /// whole-token occurrence of `unit`, scanning left to right; the delimiter
 /// after one occurrence is consumed, so it cannot start the next one.
-fn remove_unit(s: &[char], unit: &UnitPattern) -> Option<Vec<char>> {
+/// `starts` lists, in increasing order, the positions where the unit's first
+/// character occurs (its only possible starts).
+fn remove_unit(s: &[char], unit: &UnitPattern, starts: &[u32]) -> Option<Vec<char>> {
     let n = s.len();
     let u = &unit.chars;
     let unit_at = |p: usize| -> bool {
@@ -305,76 +308,65 @@ fn remove_unit(s: &[char], unit: &UnitPattern) -> Option<Vec<char>> {
                 None => *sc != '\n',
             })
     };
-    // End of a match of `U($|\W)` starting at p, if any.
-    let tail = |p: usize| -> Option<usize> {
-        if !unit_at(p) {
-            return None;
+    let mut spans: Vec<(usize, usize)> = Vec::new(); // (unit start, match end)
+    let mut last_end = 0usize;
+    for &us in starts {
+        let us = us as usize;
+        // The prefix group: `^` at 0, else one `\W` character not yet consumed.
+        let prefix_ok = (us == 0 && spans.is_empty()) || (us >= 1 && us > last_end && !py::is_word(s[us - 1]));
+        if !prefix_ok || !unit_at(us) {
+            continue;
         }
-        let e = p + u.len();
-        if e == n {
-            Some(e)
+        let e = us + u.len();
+        let end = if e == n {
+            e
         } else if !py::is_word(s[e]) {
-            Some(e + 1)
+            e + 1
         } else {
-            None
-        }
-    };
-    let mut out: Vec<char> = Vec::with_capacity(n);
-    let mut changed = false;
-    let mut p = 0;
-    while p <= n {
-        // Alternative 1: `^` (only at 0); alternative 2: one `\W` character.
-        let found = if p == 0 {
-            tail(0).map(|e| (0, e))
-        } else {
-            None
-        }
-        .or_else(|| {
-            if p < n && !py::is_word(s[p]) {
-                tail(p + 1).map(|e| (p + 1, e))
-            } else {
-                None
-            }
-        });
-        match found {
-            Some((us, e)) => {
-                // Keep group 1 (s[p..us]) and group 2 (s[us+len..e]).
-                out.extend_from_slice(&s[p..us]);
-                out.extend_from_slice(&s[us + u.len()..e]);
-                changed = true;
-                p = e;
-            }
-            None => {
-                if p < n {
-                    out.push(s[p]);
-                }
-                p += 1;
-            }
-        }
+            continue;
+        };
+        spans.push((us, end));
+        last_end = end;
     }
-    changed.then_some(out)
+    if spans.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut prev = 0;
+    for (us, _) in spans {
+        out.extend_from_slice(&s[prev..us]);
+        prev = us + u.len();
+    }
+    out.extend_from_slice(&s[prev..]);
+    Some(out)
 }
 
 fn remove_units(s: String) -> String {
+    // Every unit has a letter or a non-ASCII character: most answers
+    // (numbers, fractions of numbers) have neither and skip the scan.
+    if !s.chars().any(|c| c.is_ascii_alphabetic() || !c.is_ascii()) {
+        return s;
+    }
     let mut chars: Vec<char> = s.chars().collect();
+    let mask_of = |chars: &[char]| -> (u128, bool) {
+        chars.iter().fold((0u128, false), |(m, na), &c| if c.is_ascii() { (m | 1u128 << (c as u32), na) } else { (m, true) })
+    };
+    let (mut mask, mut non_ascii) = mask_of(&chars);
+    let mut starts: Vec<u32> = Vec::new();
     for _ in 0..2 {
-        let mut mask = 0u128;
-        let mut non_ascii = false;
-        for &c in &chars {
-            if c.is_ascii() {
-                mask |= 1u128 << (c as u32);
-            } else {
-                non_ascii = true;
-            }
-        }
         for unit in UNIT_PATTERNS.iter() {
+            // Every literal character of the unit must occur somewhere.
             if unit.ascii_mask & !mask != 0 || (unit.needs_non_ascii && !non_ascii) {
                 continue;
             }
-            if let Some(next) = remove_unit(&chars, unit) {
+            let Some(Some(first)) = unit.chars.first() else { continue };
+            starts.clear();
+            starts.extend(chars.iter().enumerate().filter(|(_, c)| *c == first).map(|(i, _)| i as u32));
+            if let Some(next) = remove_unit(&chars, unit, &starts) {
                 // The reference keeps the old string when removal empties it.
                 if !next.is_empty() {
                     chars = next;
+                    (mask, non_ascii) = mask_of(&chars);
                 }
             }
         }
@@ -395,24 +387,33 @@ pub fn strip_string(input: &str) -> String {
     static TRAILING_ZEROS_END: LazyLock<Regex> = LazyLock::new(|| re(r"(\d+)\.0*$"));
     static SQRT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt(\w+)"));
 
-    let mut s = py::strip(input).replace('\n', "");
+    let mut s = py::strip(input).to_string();
+    rep(&mut s, "\n", "");
     s.truncate(s.trim_end_matches('.').len());
-    s = s.replace("\\!", "");
+    let has_backslash = s.contains('\\');
+    if has_backslash {
+        rep(&mut s, "\\!", "");
+    }
     if s.contains("array") {
         s = ARRAY_BEGIN.replace_all(&s, r"\begin{pmatrix}").into_owned();
         s = ARRAY_END.replace_all(&s, r"\end{pmatrix}").into_owned();
     }
-    s = s
-        .replace("bmatrix", "pmatrix")
-        .replace("tfrac", "frac")
-        .replace("dfrac", "frac")
-        .replace("\\neq", "\\ne")
-        .replace("\\leq", "\\le")
-        .replace("\\geq", "\\ge")
-        .replace("\\left", "")
-        .replace("\\right", "")
-        .replace("\\{", "{")
-        .replace("\\}", "}");
+    rep(&mut s, "bmatrix", "pmatrix");
+    rep(&mut s, "tfrac", "frac");
+    rep(&mut s, "dfrac", "frac");
+    if has_backslash {
+        for (from, to) in [
+            ("\\neq", "\\ne"),
+            ("\\leq", "\\le"),
+            ("\\geq", "\\ge"),
+            ("\\left", ""),
+            ("\\right", ""),
+            ("\\{", "{"),
+            ("\\}", "}"),
+        ] {
+            rep(&mut s, from, to);
+        }
+    }
 
     // A trailing \text{…} is a unit: drop it unless nothing would remain.
     if s.contains("\\text{") {
@@ -425,47 +426,45 @@ pub fn strip_string(input: &str) -> String {
 
     s = remove_units(s);
 
-    s = s
-        .replace("^{\\circ}", "")
-        .replace("^\\circ", "")
-        .replace("\\$", "")
-        .replace('$', "")
-        .replace("\\(", "")
-        .replace("\\)", "");
+    for (from, to) in [("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", ""), ("\\(", ""), ("\\)", "")] {
+        rep(&mut s, from, to);
+    }
 
     s = word_to_number(&s).unwrap_or(s);
 
     if s.contains("\\text{") {
         s = TEXT.replace_all(&s, "${1}").into_owned();
     }
-    for key in [
-        "x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to",
-    ] {
-        s = s.replace(key, "");
+    for key in ["x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to"] {
+        rep(&mut s, key, "");
     }
-    s = s
-        .replace("\\emptyset", "{}")
-        .replace("(-\\infty,\\infty)", "\\mathbb{R}")
-        .replace("\\%", "")
-        .replace('%', "")
-        .replace(" .", " 0.")
-        .replace("{.", "{0.");
+    for (from, to) in [
+        ("\\emptyset", "{}"),
+        ("(-\\infty,\\infty)", "\\mathbb{R}"),
+        ("\\%", ""),
+        ("%", ""),
+        (" .", " 0."),
+        ("{.", "{0."),
+    ] {
+        rep(&mut s, from, to);
+    }
     // (The reference's `{…}`/`(…)`/`[…]` unwrapping needs `isalnum()` on a
     // string that starts with a bracket, so it never fires.)
 
-    s = s.replace("infinity", "\\infty");
+    rep(&mut s, "infinity", "\\infty");
     if !s.contains("\\infty") {
-        s = s.replace("inf", "\\infty");
+        rep(&mut s, "inf", "\\infty");
     }
-    s = s.replace("+\\inity", "\\infty");
+    rep(&mut s, "+\\inity", "\\infty");
     // "and" is removed as a substring: "band" becomes "b".
-    s = s.replace("and", "").replace("\\mathbf", "");
+    rep(&mut s, "and", "");
+    rep(&mut s, "\\mathbf", "");
     if s.contains("\\mbox{") {
         s = MBOX.replace_all(&s, "").into_owned();
     }
     // (The reference's quote removal discards its result: no effect.)
     if s.contains('j') && !s.contains('i') {
-        s = s.replace('j', "i");
+        rep(&mut s, "j", "i");
     }
     if s.contains('.') {
         s = TRAILING_ZEROS_MID.replace_all(&s, "${1}${2}").into_owned();
@@ -478,17 +477,35 @@ pub fn strip_string(input: &str) -> String {
         s.insert(0, '0');
     }
     // "k = 5" → "5": exactly one "=" with at most two characters before it.
-    if let Some((lhs, rhs)) = s.split_once('=') {
-        if !rhs.contains('=') && lhs.chars().count() <= 2 {
-            s = rhs.to_string();
-        }
+    if let Some((lhs, rhs)) = s.split_once('=')
+        && !rhs.contains('=')
+        && lhs.chars().count() <= 2
+    {
+        s = rhs.to_string();
     }
     if s.contains("\\sqrt") {
         s = SQRT.replace_all(&s, "\\sqrt{${1}}").into_owned();
     }
-    s = s.replace(' ', "");
-    s = fix_fracs(&s);
+    rep(&mut s, " ", "");
+    if s.contains("\\frac") {
+        s = fix_fracs(&s);
+    }
     fix_a_slash_b(&s)
+}
+
+/// Replaces every occurrence of `from` in place; allocates only when there
+/// is one (answers are short, so a plain scan beats a substring searcher).
+fn rep(s: &mut String, from: &str, to: &str) {
+    let (h, n) = (s.as_bytes(), from.as_bytes());
+    if n.is_empty() || n.len() > h.len() {
+        return;
+    }
+    let first = n[0];
+    if let Some(i) = (0..=h.len() - n.len()).find(|&i| h[i] == first && &h[i..i + n.len()] == n) {
+        let tail = s[i..].replace(from, to);
+        s.truncate(i);
+        s.push_str(&tail);
+    }
 }
 
 /// `\frac12` → `\frac{1}{2}`, `\frac1b` → `\frac{1}{b}`, `\frac1{72}` →
@@ -585,6 +602,14 @@ fn word_value(w: &str) -> Option<i64> {
 /// anywhere in the text turns the whole text into that number ("no one" →
 /// "1"); `None` where the library raises (the text is then kept).
 fn word_to_number(text: &str) -> Option<String> {
+    if !text.bytes().any(|b| b.is_ascii_alphabetic()) && text.is_ascii() {
+        // No number word is possible: only an all-digit string converts.
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let t = text.trim_start_matches('0');
+            return Some(if t.is_empty() { "0".into() } else { t.into() });
+        }
+        return None;
+    }
     let sentence = text.replace('-', " ").to_lowercase();
     if !sentence.is_empty() && sentence.chars().all(|c| c.is_ascii_digit()) {
         let t = sentence.trim_start_matches('0');

@@ -27,8 +27,27 @@ enum Target {
     Expr,
 }
 
+/// Where a match of a pattern can start, so that the (anchored) backtracking
+/// regex is only tried there instead of at every position of a long text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// `$`, `\[`, `\(`, `\frac`, `-\frac`, or whitespace before `[`.
+    LatexEnv,
+    /// A LaTeX environment start whose content reaches a `\boxed{` before
+    /// its closing delimiter.
+    LatexEnvBoxed,
+    /// `\boxed{`.
+    Boxed,
+    /// An ASCII-case-insensitive literal.
+    Literal(&'static str),
+    /// Start of text, whitespace or `=` (the expression anchors).
+    ExprAnchor,
+}
+
 struct Pattern {
+    /// The pattern prefixed with `\G`: matches only at the search position.
     re: Regex,
+    start: Start,
     priority: u32,
     target: Target,
 }
@@ -86,7 +105,7 @@ fn latex_env(prefix: &str, boxed: bool) -> String {
     format!(r"(?:(?:{})\s*{percent}?)", pats.join("|"))
 }
 
-fn latex_patterns() -> Vec<(String, u32)> {
+fn latex_patterns() -> Vec<(String, u32, Start)> {
     let first = latex_env("first_", false);
     let next: String = (1..=5)
         .map(|i| {
@@ -107,20 +126,20 @@ fn latex_patterns() -> Vec<(String, u32)> {
         })
         .collect();
     vec![
-        (format!(r"(?i:final answer is):?\s*{l}\.?\s?I hope"), 0),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{l}"), 50),
-        (format!(r"(?i:answer):.{{0,50}}?{l}"), 100),
-        (format!(r"(?i:answer).{{0,50}}?{l}"), 200),
-        (l, 300),
-        (format!("{first_b}{next_b}"), 50),
-        (r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(), 50),
+        (format!(r"(?i:final answer is):?\s*{l}\.?\s?I hope"), 0, Start::Literal("final answer is")),
+        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{l}"), 50, Start::Literal("final answer")),
+        (format!(r"(?i:answer):.{{0,50}}?{l}"), 100, Start::Literal("answer:")),
+        (format!(r"(?i:answer).{{0,50}}?{l}"), 200, Start::Literal("answer")),
+        (l, 300, Start::LatexEnv),
+        (format!("{first_b}{next_b}"), 50, Start::LatexEnvBoxed),
+        (r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(), 50, Start::Boxed),
     ]
     .into_iter()
-    .map(|(p, k)| (format!("(?s){p}"), k))
+    .map(|(p, k, s)| (format!("(?s){p}"), k, s))
     .collect()
 }
 
-fn expr_patterns() -> Vec<(String, u32)> {
+fn expr_patterns() -> Vec<(String, u32, Start)> {
     let number = r"(?<!\d)(?:(?P<integer1>-?[1-9]\d{0,2}(?:[ ,]\d{3})+)(?P<decimal1>\.\d+)?|(?P<integer2>-?\d+)(?P<decimal2>[.,]\d+)|(?P<decimal3>\.\d+)|(?P<integer3>-?\d+))(?P<percent>\s*(?:%|[Pp]ercent|\s*[Pp]ercentage|\s*[Pp]ct))?";
     let ops = r"+\-*×/^()÷";
     let chars = format!(r"[\d.\s{ops}]");
@@ -132,32 +151,23 @@ fn expr_patterns() -> Vec<(String, u32)> {
     let nwa = format!("(?:{prefix}{currency}?{number})");
     let eon = format!("(?:{ewa}|{nwa})");
     vec![
-        (format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"), 0),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"), 50),
-        (
-            format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
-            100,
-        ),
-        (
-            format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
-            200,
-        ),
-        (ewa, 300),
-        (nwa, 300),
+        (format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"), 0, Start::Literal("final answer is")),
+        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"), 50, Start::Literal("final answer")),
+        (format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 100, Start::Literal("answer:")),
+        (format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 200, Start::Literal("answer")),
+        (ewa, 300, Start::ExprAnchor),
+        (nwa, 300, Start::ExprAnchor),
     ]
 }
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     let mut all: Vec<Pattern> = latex_patterns()
         .into_iter()
-        .map(|(p, priority)| (p, priority, Target::Latex))
-        .chain(
-            expr_patterns()
-                .into_iter()
-                .map(|(p, priority)| (p, priority, Target::Expr)),
-        )
-        .map(|(p, priority, target)| Pattern {
-            re: Regex::new(&p).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+        .map(|(p, priority, start)| (p, priority, start, Target::Latex))
+        .chain(expr_patterns().into_iter().map(|(p, priority, start)| (p, priority, start, Target::Expr)))
+        .map(|(p, priority, start, target)| Pattern {
+            re: Regex::new(&format!(r"\G(?:{p})")).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+            start,
             priority,
             target,
         })
@@ -166,12 +176,138 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     all
 });
 
+/// Whether a match of a pattern of kind `start` can begin at byte `i`.
+fn can_start(start: Start, b: &[u8], i: usize) -> bool {
+    let at = |k: usize, s: &[u8]| b.get(i + k..i + k + s.len()) == Some(s);
+    match start {
+        Start::LatexEnv => match b[i] {
+            b'$' => true,
+            b'\\' => at(1, b"[") || at(1, b"(") || at(1, b"frac"),
+            b'-' => at(1, b"\\frac"),
+            c => (c.is_ascii_whitespace() || c >= 0x80) && next_char_is(b, i, b'['),
+        },
+        Start::LatexEnvBoxed => {
+            if !can_start(Start::LatexEnv, b, i) || b[i] == b'-' || at(0, b"\\frac") {
+                return false;
+            }
+            // The content must reach a \boxed{ before the environment's
+            // closing delimiter (a necessary condition, checked cheaply).
+            let has = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
+            let (from, stop): (usize, &dyn Fn(usize) -> bool) = if at(0, b"$$") {
+                (i + 2, &|k| has(k, b"$$"))
+            } else if b[i] == b'$' {
+                (i + 1, &|k| b[k] == b'\n' || (b[k] == b'$' && (k == 0 || b[k - 1] != b'\\')))
+            } else if at(0, b"\\[") {
+                (i + 2, &|k| has(k, b"\\]"))
+            } else if at(0, b"\\(") {
+                (i + 2, &|k| b[k] == b'\n' || has(k, b"\\)"))
+            } else {
+                (i + char_len(b[i]) + 1, &|k| matches!(b[k], b'\n' | b'[' | b']'))
+            };
+            (from..b.len()).find(|&k| has(k, b"\\boxed{") || stop(k)).is_some_and(|k| has(k, b"\\boxed{"))
+        }
+        Start::Boxed => at(0, b"\\boxed{"),
+        Start::Literal(lit) => b.len() >= i + lit.len() && b[i..i + lit.len()].eq_ignore_ascii_case(lit.as_bytes()),
+        Start::ExprAnchor => {
+            // `^`, whitespace or `=`, then `**`, a currency sign, `-`, `(`
+            // (each optional) and a digit or `.`; non-ASCII bytes are let
+            // through (Unicode spaces and digits).
+            let anchor = b[i] == b'=' || b[i].is_ascii_whitespace() || b[i] >= 0x80;
+            (i == 0 && number_follows(b, 0)) || (anchor && number_follows(b, i + char_len(b[i])))
+        }
+    }
+}
+
+/// Whether a number can start at byte `k` after the optional `**`, currency
+/// sign, `-` and `(` of the expression patterns.
+fn number_follows(b: &[u8], mut k: usize) -> bool {
+    if b.get(k..k + 2) == Some(b"**") {
+        k += 2;
+    }
+    match b.get(k) {
+        Some(b'$') => k += 1,
+        Some(&c) if c >= 0x80 => return true,
+        _ => {}
+    }
+    for skip in [b'-', b'(', b'-'] {
+        if b.get(k) == Some(&skip) {
+            k += 1;
+        }
+    }
+    b.get(k).is_some_and(|c| c.is_ascii_digit() || *c == b'.' || *c >= 0x80)
+}
+
+fn char_len(first: u8) -> usize {
+    match first {
+        x if x < 0x80 => 1,
+        x if x >= 0xF0 => 4,
+        x if x >= 0xE0 => 3,
+        _ => 2,
+    }
+}
+
+/// Whether the character after the one starting at byte `i` is `c`.
+fn next_char_is(b: &[u8], i: usize, c: u8) -> bool {
+    b.get(i + char_len(b[i])) == Some(&c)
+}
+
+/// Candidate start positions of each [`Start`] kind in one text, computed
+/// once per text and shared by every pattern of that kind.
+struct Starts<'t> {
+    text: &'t str,
+    cache: Vec<(Start, Vec<usize>)>,
+}
+
+impl<'t> Starts<'t> {
+    fn new(text: &'t str) -> Self {
+        Starts { text, cache: Vec::new() }
+    }
+
+    fn get(&mut self, start: Start) -> &[usize] {
+        if let Some(k) = self.cache.iter().position(|(s, _)| *s == start) {
+            return &self.cache[k].1;
+        }
+        let b = self.text.as_bytes();
+        let positions: Vec<usize> = match start {
+            // Only bytes that can begin the pattern are looked at closely.
+            Start::Literal(lit) => {
+                let first = lit.as_bytes()[0];
+                (0..b.len()).filter(|&i| b[i].eq_ignore_ascii_case(&first) && can_start(start, b, i)).collect()
+            }
+            Start::Boxed => (0..b.len()).filter(|&i| b[i] == b'\\' && can_start(start, b, i)).collect(),
+            _ => (0..b.len()).filter(|&i| self.text.is_char_boundary(i) && can_start(start, b, i)).collect(),
+        };
+        self.cache.push((start, positions));
+        &self.cache[self.cache.len() - 1].1
+    }
+}
+
+/// Python's `finditer`: non-overlapping leftmost matches, tried only at the
+/// positions where the pattern can start.
+fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Captures<'t, str>> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    for &i in starts.get(p.start) {
+        if i < next {
+            continue;
+        }
+        // An error is the backtracking limit: no match at this position.
+        if let Ok(Some(c)) = p.re.captures_from_pos(text, i) {
+            let (s, e) = c.get(0).map_or((i, i), |m| (m.start(), m.end()));
+            out.push(c);
+            next = if e > s { e } else { i + 1 };
+        }
+    }
+    out
+}
+
 /// math_verify's `parse(text)`: at most one parsed value, then the first
 /// matched string as a fallback.
 pub fn parse_candidates(text: &str) -> Vec<Parsed> {
     let pats = &*PATTERNS;
     let mut result = Vec::new();
     let mut fallback: Option<String> = None;
+    let mut starts = Starts::new(text);
     let mut i = 0;
     while i < pats.len() {
         let prio = pats[i].priority;
@@ -185,8 +321,7 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
         }
         let mut matches: Vec<(usize, usize, usize, Captures<str>)> = Vec::new();
         for (k, p) in group.iter().enumerate() {
-            for caps in p.re.captures_iter(text) {
-                let Ok(caps) = caps else { break };
+            for caps in find_all(p, text, &mut starts) {
                 let Some(m) = caps.get(0) else { continue };
                 matches.push((m.end(), m.start(), k, caps));
             }
@@ -220,46 +355,38 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
 
 /// Cheap checks that skip priority groups which cannot match.
 fn prefilter(priority: u32, text: &str) -> bool {
-    let lower_has = |w: &str| text.len() >= w.len() && text.to_ascii_lowercase().contains(w);
+    let has = |w: &str| text.as_bytes().windows(w.len()).any(|x| x.eq_ignore_ascii_case(w.as_bytes()));
     match priority {
-        0 | 50 => lower_has("final answer") || text.contains("\\boxed"),
-        100 | 200 => lower_has("answer"),
+        0 | 50 => text.contains("\\boxed") || has("final answer"),
+        100 | 200 => has("answer"),
         _ => true,
     }
 }
 
+/// Group names of the LaTeX environments, per prefix (`first_`, `next1_`…).
+static GROUP_NAMES: LazyLock<Vec<(String, Vec<(&'static str, String)>)>> = LazyLock::new(|| {
+    ["first_", "next1_", "next2_", "next3_", "next4_", "next5_"]
+        .iter()
+        .map(|prefix| {
+            let kinds = ENV_KINDS.iter().copied().chain(std::iter::once("latexBoxed"));
+            (format!("{prefix}percent"), kinds.map(|k| (k, format!("{prefix}{k}"))).collect())
+        })
+        .collect()
+});
+
 fn extract_latex(caps: &Captures<str>) -> (Option<Expr>, String) {
-    let mut groups: Vec<(&str, String)> = Vec::new();
-    let prefixes = ["first_", "next1_", "next2_", "next3_", "next4_", "next5_"];
-    for prefix in prefixes {
-        let kinds = ENV_KINDS
-            .iter()
-            .copied()
-            .chain(std::iter::once("latexBoxed"));
-        for kind in kinds {
-            if let Some(m) = caps.name(&format!("{prefix}{kind}")) {
-                if !m.as_str().is_empty() {
-                    groups.push((prefix, format!("{kind}\u{0}{}", m.as_str())));
-                    break;
-                }
-            }
-        }
-    }
     let mut exprs: Vec<Option<Expr>> = Vec::new();
     let mut strs: Vec<String> = Vec::new();
-    for (prefix, tagged) in &groups {
-        let (kind, latex_src) = tagged.split_once('\u{0}').unwrap_or(("", tagged));
-        let pct = caps
-            .name(&format!("{prefix}percent"))
-            .is_some_and(|m| !m.as_str().is_empty());
-        let mode = if kind == "latexBoxed" {
-            BoxedMode::Last
-        } else {
-            BoxedMode::All
+    for (percent_name, kinds) in GROUP_NAMES.iter() {
+        let Some((kind, m)) =
+            kinds.iter().find_map(|(kind, name)| caps.name(name).filter(|m| !m.as_str().is_empty()).map(|m| (*kind, m)))
+        else {
+            continue;
         };
-        let normalized = latex::normalize(latex_src, mode);
-        let parsed = parse_latex_with_fallback(&normalized)
-            .map(|e| if pct { Expr::Pct(Box::new(e)) } else { e });
+        let pct = caps.name(percent_name).is_some_and(|m| !m.as_str().is_empty());
+        let mode = if kind == "latexBoxed" { BoxedMode::Last } else { BoxedMode::All };
+        let normalized = latex::normalize(m.as_str(), mode);
+        let parsed = parse_latex_with_fallback(&normalized).map(|e| if pct { Expr::Pct(Box::new(e)) } else { e });
         strs.push(normalized);
         exprs.push(parsed);
     }
@@ -451,4 +578,20 @@ impl Arith<'_> {
             _ => None,
         }
     }
+}
+
+/// Time spent per pattern over `texts` (a profiling aid for benchmarks).
+#[doc(hidden)]
+pub fn profile_patterns(texts: &[String]) -> Vec<(u32, std::time::Duration, usize)> {
+    PATTERNS
+        .iter()
+        .map(|p| {
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            for text in texts {
+                n += find_all(p, text, &mut Starts::new(text)).len();
+            }
+            (p.priority, t.elapsed(), n)
+        })
+        .collect()
 }

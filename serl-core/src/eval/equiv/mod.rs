@@ -8,7 +8,7 @@ mod latex;
 mod num;
 
 pub use expr::Expr;
-pub use extract::{Parsed, parse_candidates};
+pub use extract::{Parsed, parse_candidates, profile_patterns};
 
 use expr::expr_eq;
 
