@@ -18,8 +18,11 @@ use super::py;
 /// up to the first `$`), then `he answer is`, `final answer is`, `答案是`, and
 /// finally the last number in the comma-stripped text.
 pub fn extract_answer(response: &str) -> String {
-    let text: std::borrow::Cow<str> =
-        if response.contains("ки") { response.replace("ки", "").into() } else { response.into() };
+    let text: std::borrow::Cow<str> = if response.contains("ки") {
+        response.replace("ки", "").into()
+    } else {
+        response.into()
+    };
     let pred: String = if text.contains("final answer is $") && text.contains("$. I hope") {
         let tail = text.split_once("final answer is $").map_or("", |(_, t)| t);
         py::strip(tail.split_once("$. I hope").map_or(tail, |(h, _)| h)).to_string()
@@ -313,7 +316,8 @@ fn remove_unit(s: &[char], unit: &UnitPattern, starts: &[u32]) -> Option<Vec<cha
     for &us in starts {
         let us = us as usize;
         // The prefix group: `^` at 0, else one `\W` character not yet consumed.
-        let prefix_ok = (us == 0 && spans.is_empty()) || (us >= 1 && us > last_end && !py::is_word(s[us - 1]));
+        let prefix_ok =
+            (us == 0 && spans.is_empty()) || (us >= 1 && us > last_end && !py::is_word(s[us - 1]));
         if !prefix_ok || !unit_at(us) {
             continue;
         }
@@ -349,7 +353,13 @@ fn remove_units(s: String) -> String {
     }
     let mut chars: Vec<char> = s.chars().collect();
     let mask_of = |chars: &[char]| -> (u128, bool) {
-        chars.iter().fold((0u128, false), |(m, na), &c| if c.is_ascii() { (m | 1u128 << (c as u32), na) } else { (m, true) })
+        chars.iter().fold((0u128, false), |(m, na), &c| {
+            if c.is_ascii() {
+                (m | 1u128 << (c as u32), na)
+            } else {
+                (m, true)
+            }
+        })
     };
     let (mut mask, mut non_ascii) = mask_of(&chars);
     let mut starts: Vec<u32> = Vec::new();
@@ -359,9 +369,17 @@ fn remove_units(s: String) -> String {
             if unit.ascii_mask & !mask != 0 || (unit.needs_non_ascii && !non_ascii) {
                 continue;
             }
-            let Some(Some(first)) = unit.chars.first() else { continue };
+            let Some(Some(first)) = unit.chars.first() else {
+                continue;
+            };
             starts.clear();
-            starts.extend(chars.iter().enumerate().filter(|(_, c)| *c == first).map(|(i, _)| i as u32));
+            starts.extend(
+                chars
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| *c == first)
+                    .map(|(i, _)| i as u32),
+            );
             if let Some(next) = remove_unit(&chars, unit, &starts) {
                 // The reference keeps the old string when removal empties it.
                 if !next.is_empty() {
@@ -426,7 +444,14 @@ pub fn strip_string(input: &str) -> String {
 
     s = remove_units(s);
 
-    for (from, to) in [("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", ""), ("\\(", ""), ("\\)", "")] {
+    for (from, to) in [
+        ("^{\\circ}", ""),
+        ("^\\circ", ""),
+        ("\\$", ""),
+        ("$", ""),
+        ("\\(", ""),
+        ("\\)", ""),
+    ] {
         rep(&mut s, from, to);
     }
 
@@ -435,7 +460,9 @@ pub fn strip_string(input: &str) -> String {
     if s.contains("\\text{") {
         s = TEXT.replace_all(&s, "${1}").into_owned();
     }
-    for key in ["x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to"] {
+    for key in [
+        "x=", "y=", "z=", "x\\in", "y\\in", "z\\in", "x\\to", "y\\to", "z\\to",
+    ] {
         rep(&mut s, key, "");
     }
     for (from, to) in [

@@ -16,7 +16,7 @@ mod rng;
 mod rouge;
 mod vote;
 
-pub use equiv::{Expr, Parsed, equivalent, parse_candidates, profile_patterns, verify};
+pub use equiv::{Expr, Parsed, equivalent, parse_candidates, verify};
 pub use extract::{extract_answer, strip_string};
 pub use filter::{DEFAULT_THRESHOLD, DiversityFilter, FilterVerdict};
 pub use instructions::{

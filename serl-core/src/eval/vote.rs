@@ -81,10 +81,17 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
             }
         }
         VoteMode::Equiv => {
-            let parsed: Vec<Vec<Parsed>> = responses
-                .iter()
-                .map(|r| parse_candidates(r.as_ref()))
-                .collect();
+            // Identical responses are parsed once.
+            let hashes: Vec<u64> = responses.iter().map(|r| fnv1a(r.as_ref())).collect();
+            let mut parsed: Vec<Vec<Parsed>> = Vec::with_capacity(n);
+            for (i, r) in responses.iter().enumerate() {
+                let same =
+                    (0..i).find(|&j| hashes[j] == hashes[i] && responses[j].as_ref() == r.as_ref());
+                parsed.push(match same {
+                    Some(j) => parsed[j].clone(),
+                    None => parse_candidates(r.as_ref()),
+                });
+            }
             let mut eq = vec![vec![false; n]; n];
             for i in 0..n {
                 eq[i][i] = true;
@@ -130,4 +137,11 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
         majority,
         agreement,
     }
+}
+
+/// FNV-1a, to find identical responses without comparing every pair.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }

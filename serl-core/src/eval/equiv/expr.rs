@@ -520,6 +520,11 @@ fn value_of(e: &Expr) -> Option<Num> {
 
 /// math_verify's `sympy_expr_eq` (strict mode).
 pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
+    // Fast path for the common case of two plain numbers (no relation, set
+    // or symbol handling applies): the same decision without cloning.
+    if let (Some(_), Some(_)) = (gold.is_atomic_number(), pred.is_atomic_number()) {
+        return gold == pred || numeric_eq(gold, pred);
+    }
     let mut gold = gold.clone();
     let mut pred = pred.clone();
     let g_assign = gold.is_assignment();

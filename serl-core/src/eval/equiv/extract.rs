@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 
 use fancy_regex::{Captures, Regex};
 
+use super::envscan;
 use super::expr::Expr;
 use super::latex::{self, BoxedMode};
 use super::num::Num;
@@ -33,6 +34,8 @@ enum Target {
 enum Start {
     /// `$`, `\[`, `\(`, `\frac`, `-\frac`, or whitespace before `[`.
     LatexEnv,
+    /// Like `LatexEnv`, for the plain environment pattern matched directly.
+    LatexEnvPlain,
     /// A LaTeX environment start whose content reaches a `\boxed{` before
     /// its closing delimiter.
     LatexEnvBoxed,
@@ -47,6 +50,8 @@ enum Start {
 struct Pattern {
     /// The pattern prefixed with `\G`: matches only at the search position.
     re: Regex,
+    /// Matched by [`envscan::match_at`] instead of `re` (same matches).
+    direct: bool,
     start: Start,
     priority: u32,
     target: Target,
@@ -126,13 +131,33 @@ fn latex_patterns() -> Vec<(String, u32, Start)> {
         })
         .collect();
     vec![
-        (format!(r"(?i:final answer is):?\s*{l}\.?\s?I hope"), 0, Start::Literal("final answer is")),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{l}"), 50, Start::Literal("final answer")),
-        (format!(r"(?i:answer):.{{0,50}}?{l}"), 100, Start::Literal("answer:")),
-        (format!(r"(?i:answer).{{0,50}}?{l}"), 200, Start::Literal("answer")),
-        (l, 300, Start::LatexEnv),
+        (
+            format!(r"(?i:final answer is):?\s*{l}\.?\s?I hope"),
+            0,
+            Start::Literal("final answer is"),
+        ),
+        (
+            format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{l}"),
+            50,
+            Start::Literal("final answer"),
+        ),
+        (
+            format!(r"(?i:answer):.{{0,50}}?{l}"),
+            100,
+            Start::Literal("answer:"),
+        ),
+        (
+            format!(r"(?i:answer).{{0,50}}?{l}"),
+            200,
+            Start::Literal("answer"),
+        ),
+        (l, 300, Start::LatexEnvPlain),
         (format!("{first_b}{next_b}"), 50, Start::LatexEnvBoxed),
-        (r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(), 50, Start::Boxed),
+        (
+            r"(?P<first_latexBoxed>\\boxed\{.+\})".to_string(),
+            50,
+            Start::Boxed,
+        ),
     ]
     .into_iter()
     .map(|(p, k, s)| (format!("(?s){p}"), k, s))
@@ -140,7 +165,11 @@ fn latex_patterns() -> Vec<(String, u32, Start)> {
 }
 
 fn expr_patterns() -> Vec<(String, u32, Start)> {
-    let number = r"(?<!\d)(?:(?P<integer1>-?[1-9]\d{0,2}(?:[ ,]\d{3})+)(?P<decimal1>\.\d+)?|(?P<integer2>-?\d+)(?P<decimal2>[.,]\d+)|(?P<decimal3>\.\d+)|(?P<integer3>-?\d+))(?P<percent>\s*(?:%|[Pp]ercent|\s*[Pp]ercentage|\s*[Pp]ct))?";
+    // math_verify's number pattern starts with `(?<!\d)`; every use of it is
+    // preceded by the anchor `(?:^|\s|=)` and optional `**` / currency sign,
+    // none of them a digit, so the look-behind always holds and is left out
+    // (which keeps these patterns free of backtracking-only features).
+    let number = r"(?:(?P<integer1>-?[1-9]\d{0,2}(?:[ ,]\d{3})+)(?P<decimal1>\.\d+)?|(?P<integer2>-?\d+)(?P<decimal2>[.,]\d+)|(?P<decimal3>\.\d+)|(?P<integer3>-?\d+))(?P<percent>\s*(?:%|[Pp]ercent|\s*[Pp]ercentage|\s*[Pp]ct))?";
     let ops = r"+\-*×/^()÷";
     let chars = format!(r"[\d.\s{ops}]");
     let expr = format!(r"(?P<expr>-?\(?-?\d{chars}*[{ops}]{chars}+\)?)");
@@ -151,10 +180,26 @@ fn expr_patterns() -> Vec<(String, u32, Start)> {
     let nwa = format!("(?:{prefix}{currency}?{number})");
     let eon = format!("(?:{ewa}|{nwa})");
     vec![
-        (format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"), 0, Start::Literal("final answer is")),
-        (format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"), 50, Start::Literal("final answer")),
-        (format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 100, Start::Literal("answer:")),
-        (format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"), 200, Start::Literal("answer")),
+        (
+            format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"),
+            0,
+            Start::Literal("final answer is"),
+        ),
+        (
+            format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"),
+            50,
+            Start::Literal("final answer"),
+        ),
+        (
+            format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
+            100,
+            Start::Literal("answer:"),
+        ),
+        (
+            format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
+            200,
+            Start::Literal("answer"),
+        ),
         (ewa, 300, Start::ExprAnchor),
         (nwa, 300, Start::ExprAnchor),
     ]
@@ -164,10 +209,20 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     let mut all: Vec<Pattern> = latex_patterns()
         .into_iter()
         .map(|(p, priority, start)| (p, priority, start, Target::Latex))
-        .chain(expr_patterns().into_iter().map(|(p, priority, start)| (p, priority, start, Target::Expr)))
+        .chain(
+            expr_patterns()
+                .into_iter()
+                .map(|(p, priority, start)| (p, priority, start, Target::Expr)),
+        )
         .map(|(p, priority, start, target)| Pattern {
-            re: Regex::new(&format!(r"\G(?:{p})")).unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
-            start,
+            re: Regex::new(&format!(r"\G(?:{p})"))
+                .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
+            direct: start == Start::LatexEnvPlain,
+            start: if start == Start::LatexEnvPlain {
+                Start::LatexEnv
+            } else {
+                start
+            },
             priority,
             target,
         })
@@ -180,34 +235,22 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
 fn can_start(start: Start, b: &[u8], i: usize) -> bool {
     let at = |k: usize, s: &[u8]| b.get(i + k..i + k + s.len()) == Some(s);
     match start {
-        Start::LatexEnv => match b[i] {
+        Start::LatexEnv | Start::LatexEnvPlain => match b[i] {
             b'$' => true,
             b'\\' => at(1, b"[") || at(1, b"(") || at(1, b"frac"),
             b'-' => at(1, b"\\frac"),
             c => (c.is_ascii_whitespace() || c >= 0x80) && next_char_is(b, i, b'['),
         },
         Start::LatexEnvBoxed => {
-            if !can_start(Start::LatexEnv, b, i) || b[i] == b'-' || at(0, b"\\frac") {
-                return false;
-            }
-            // The content must reach a \boxed{ before the environment's
-            // closing delimiter (a necessary condition, checked cheaply).
-            let has = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
-            let (from, stop): (usize, &dyn Fn(usize) -> bool) = if at(0, b"$$") {
-                (i + 2, &|k| has(k, b"$$"))
-            } else if b[i] == b'$' {
-                (i + 1, &|k| b[k] == b'\n' || (b[k] == b'$' && (k == 0 || b[k - 1] != b'\\')))
-            } else if at(0, b"\\[") {
-                (i + 2, &|k| has(k, b"\\]"))
-            } else if at(0, b"\\(") {
-                (i + 2, &|k| b[k] == b'\n' || has(k, b"\\)"))
-            } else {
-                (i + char_len(b[i]) + 1, &|k| matches!(b[k], b'\n' | b'[' | b']'))
-            };
-            (from..b.len()).find(|&k| has(k, b"\\boxed{") || stop(k)).is_some_and(|k| has(k, b"\\boxed{"))
+            let boxed: Vec<usize> = (i..b.len())
+                .filter(|&k| b.get(k..k + 7) == Some(b"\\boxed{"))
+                .collect();
+            can_start(Start::LatexEnv, b, i) && env_reaches_boxed(b, i, &boxed)
         }
         Start::Boxed => at(0, b"\\boxed{"),
-        Start::Literal(lit) => b.len() >= i + lit.len() && b[i..i + lit.len()].eq_ignore_ascii_case(lit.as_bytes()),
+        Start::Literal(lit) => {
+            b.len() >= i + lit.len() && b[i..i + lit.len()].eq_ignore_ascii_case(lit.as_bytes())
+        }
         Start::ExprAnchor => {
             // `^`, whitespace or `=`, then `**`, a currency sign, `-`, `(`
             // (each optional) and a digit or `.`; non-ASCII bytes are let
@@ -216,6 +259,41 @@ fn can_start(start: Start, b: &[u8], i: usize) -> bool {
             (i == 0 && number_follows(b, 0)) || (anchor && number_follows(b, i + char_len(b[i])))
         }
     }
+}
+
+/// Whether the environment starting at `i` can contain a `\\boxed{` (at one
+/// of the sorted positions `boxed`) before its closing delimiter: a
+/// necessary condition for the boxed-environment pattern.
+fn env_reaches_boxed(b: &[u8], i: usize, boxed: &[usize]) -> bool {
+    let at = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
+    if b[i] == b'-' || at(i, b"\\frac") {
+        return false;
+    }
+    let (from, close): (usize, &[u8]) = if at(i, b"$$") {
+        (i + 2, b"$$")
+    } else if b[i] == b'$' {
+        (i + 1, b"$")
+    } else if at(i, b"\\[") {
+        (i + 2, b"\\]")
+    } else if at(i, b"\\(") {
+        (i + 2, b"\\)")
+    } else {
+        (i + 1, b"]")
+    };
+    let Some(&nb) = boxed.iter().find(|&&k| k >= from) else {
+        return false;
+    };
+    let window = &b[from..nb];
+    let stop = match close {
+        b"$$" => window.windows(2).any(|w| w == b"$$"),
+        b"$" => window.iter().enumerate().any(|(k, &c)| {
+            c == b'\n' || (c == b'$' && (k + from == 0 || b[k + from - 1] != b'\\'))
+        }),
+        b"\\]" => window.windows(2).any(|w| w == b"\\]"),
+        b"\\)" => window.contains(&b'\n') || window.windows(2).any(|w| w == b"\\)"),
+        _ => window.iter().any(|&c| matches!(c, b'\n' | b'[' | b']')),
+    };
+    !stop
 }
 
 /// Whether a number can start at byte `k` after the optional `**`, currency
@@ -234,7 +312,8 @@ fn number_follows(b: &[u8], mut k: usize) -> bool {
             k += 1;
         }
     }
-    b.get(k).is_some_and(|c| c.is_ascii_digit() || *c == b'.' || *c >= 0x80)
+    b.get(k)
+        .is_some_and(|c| c.is_ascii_digit() || *c == b'.' || *c >= 0x80)
 }
 
 fn char_len(first: u8) -> usize {
@@ -260,7 +339,10 @@ struct Starts<'t> {
 
 impl<'t> Starts<'t> {
     fn new(text: &'t str) -> Self {
-        Starts { text, cache: Vec::new() }
+        Starts {
+            text,
+            cache: Vec::new(),
+        }
     }
 
     fn get(&mut self, start: Start) -> &[usize] {
@@ -268,33 +350,110 @@ impl<'t> Starts<'t> {
             return &self.cache[k].1;
         }
         let b = self.text.as_bytes();
+        let at = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
         let positions: Vec<usize> = match start {
             // Only bytes that can begin the pattern are looked at closely.
             Start::Literal(lit) => {
                 let first = lit.as_bytes()[0];
-                (0..b.len()).filter(|&i| b[i].eq_ignore_ascii_case(&first) && can_start(start, b, i)).collect()
+                (0..b.len())
+                    .filter(|&i| b[i].eq_ignore_ascii_case(&first) && can_start(start, b, i))
+                    .collect()
             }
-            Start::Boxed => (0..b.len()).filter(|&i| b[i] == b'\\' && can_start(start, b, i)).collect(),
-            _ => (0..b.len()).filter(|&i| self.text.is_char_boundary(i) && can_start(start, b, i)).collect(),
+            Start::Boxed => (0..b.len())
+                .filter(|&i| b[i] == b'\\' && at(i, b"\\boxed{"))
+                .collect(),
+            Start::LatexEnv | Start::LatexEnvPlain => {
+                let mut v = Vec::new();
+                for (i, &c) in b.iter().enumerate() {
+                    match c {
+                        b'$' => v.push(i),
+                        b'\\' if at(i + 1, b"[") || at(i + 1, b"(") || at(i + 1, b"frac") => {
+                            v.push(i)
+                        }
+                        b'-' if at(i + 1, b"\\frac") => v.push(i),
+                        // Whitespace before "[": find where that character starts.
+                        b'[' if i > 0 => {
+                            if let Some(c) = self.text[..i].chars().next_back() {
+                                let s = i - c.len_utf8();
+                                if (c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+                                    && v.last() != Some(&s)
+                                {
+                                    v.push(s);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                v
+            }
+            Start::LatexEnvBoxed => {
+                let boxed: Vec<usize> = self.get(Start::Boxed).to_vec();
+                if boxed.is_empty() {
+                    Vec::new()
+                } else {
+                    let env = self.get(Start::LatexEnv).to_vec();
+                    env.into_iter()
+                        .filter(|&i| env_reaches_boxed(b, i, &boxed))
+                        .collect()
+                }
+            }
+            Start::ExprAnchor => {
+                let mut v = Vec::new();
+                if number_follows(b, 0) {
+                    v.push(0);
+                }
+                for (i, &c) in b.iter().enumerate() {
+                    let anchor = c == b'=' || c.is_ascii_whitespace() || c >= 0xC0;
+                    if anchor && v.last() != Some(&i) && number_follows(b, i + char_len(c)) {
+                        v.push(i);
+                    }
+                }
+                v
+            }
         };
         self.cache.push((start, positions));
         &self.cache[self.cache.len() - 1].1
     }
 }
 
+/// One regex match: captures of the backtracking regex, or the groups of the
+/// direct environment matcher.
+enum Found<'t> {
+    Caps(Captures<'t, str>),
+    Env(envscan::EnvMatch<'t>),
+}
+
+impl Found<'_> {
+    fn range(&self) -> (usize, usize) {
+        match self {
+            Found::Caps(c) => c.get(0).map_or((0, 0), |m| (m.start(), m.end())),
+            Found::Env(m) => (m.start, m.end),
+        }
+    }
+}
+
 /// Python's `finditer`: non-overlapping leftmost matches, tried only at the
 /// positions where the pattern can start.
-fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Captures<'t, str>> {
+fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Found<'t>> {
     let mut out = Vec::new();
     let mut next = 0;
     for &i in starts.get(p.start) {
         if i < next {
             continue;
         }
-        // An error is the backtracking limit: no match at this position.
-        if let Ok(Some(c)) = p.re.captures_from_pos(text, i) {
-            let (s, e) = c.get(0).map_or((i, i), |m| (m.start(), m.end()));
-            out.push(c);
+        let found = if p.direct {
+            envscan::match_at(text, i).map(Found::Env)
+        } else {
+            // An error is the backtracking limit: no match at this position.
+            p.re.captures_from_pos(text, i)
+                .ok()
+                .flatten()
+                .map(Found::Caps)
+        };
+        if let Some(f) = found {
+            let (s, e) = f.range();
+            out.push(f);
             next = if e > s { e } else { i + 1 };
         }
     }
@@ -319,20 +478,22 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
         if !prefilter(prio, text) {
             continue;
         }
-        let mut matches: Vec<(usize, usize, usize, Captures<str>)> = Vec::new();
+        let mut matches: Vec<(usize, usize, usize, Found)> = Vec::new();
         for (k, p) in group.iter().enumerate() {
-            for caps in find_all(p, text, &mut starts) {
-                let Some(m) = caps.get(0) else { continue };
-                matches.push((m.end(), m.start(), k, caps));
+            for f in find_all(p, text, &mut starts) {
+                let (s, e) = f.range();
+                matches.push((e, s, k, f));
             }
         }
         // Rightmost end first, then leftmost start, then pattern order.
         matches.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut found = None;
-        for (_, _, k, caps) in &matches {
-            let (value, s) = match group[*k].target {
-                Target::Latex => extract_latex(caps),
-                Target::Expr => extract_expr(caps),
+        for (_, _, k, m) in &matches {
+            let (value, s) = match (group[*k].target, m) {
+                (Target::Latex, Found::Caps(caps)) => extract_latex(&latex_groups(caps)),
+                (Target::Latex, Found::Env(m)) => extract_latex(&m.groups),
+                (Target::Expr, Found::Caps(caps)) => extract_expr(caps),
+                (Target::Expr, Found::Env(_)) => (None, String::new()),
             };
             if fallback.is_none() && !s.is_empty() {
                 fallback = Some(s);
@@ -355,7 +516,11 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
 
 /// Cheap checks that skip priority groups which cannot match.
 fn prefilter(priority: u32, text: &str) -> bool {
-    let has = |w: &str| text.as_bytes().windows(w.len()).any(|x| x.eq_ignore_ascii_case(w.as_bytes()));
+    let has = |w: &str| {
+        text.as_bytes()
+            .windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    };
     match priority {
         0 | 50 => text.contains("\\boxed") || has("final answer"),
         100 | 200 => has("answer"),
@@ -364,29 +529,59 @@ fn prefilter(priority: u32, text: &str) -> bool {
 }
 
 /// Group names of the LaTeX environments, per prefix (`first_`, `next1_`…).
-static GROUP_NAMES: LazyLock<Vec<(String, Vec<(&'static str, String)>)>> = LazyLock::new(|| {
+/// The percent group's name and the (kind, group name) pairs of one prefix.
+type PrefixGroups = (String, Vec<(&'static str, String)>);
+
+static GROUP_NAMES: LazyLock<Vec<PrefixGroups>> = LazyLock::new(|| {
     ["first_", "next1_", "next2_", "next3_", "next4_", "next5_"]
         .iter()
         .map(|prefix| {
-            let kinds = ENV_KINDS.iter().copied().chain(std::iter::once("latexBoxed"));
-            (format!("{prefix}percent"), kinds.map(|k| (k, format!("{prefix}{k}"))).collect())
+            let kinds = ENV_KINDS
+                .iter()
+                .copied()
+                .chain(std::iter::once("latexBoxed"));
+            (
+                format!("{prefix}percent"),
+                kinds.map(|k| (k, format!("{prefix}{k}"))).collect(),
+            )
         })
         .collect()
 });
 
-fn extract_latex(caps: &Captures<str>) -> (Option<Expr>, String) {
+/// The environment groups of a LaTeX pattern's captures, in group order.
+fn latex_groups<'t>(caps: &Captures<'t, str>) -> Vec<envscan::EnvGroup<'t>> {
+    GROUP_NAMES
+        .iter()
+        .filter_map(|(percent_name, kinds)| {
+            let (kind, m) = kinds.iter().find_map(|(kind, name)| {
+                caps.name(name)
+                    .filter(|m| !m.as_str().is_empty())
+                    .map(|m| (*kind, m))
+            })?;
+            let percent = caps
+                .name(percent_name)
+                .is_some_and(|m| !m.as_str().is_empty());
+            Some(envscan::EnvGroup {
+                kind,
+                content: m.as_str(),
+                percent,
+            })
+        })
+        .collect()
+}
+
+fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
     let mut exprs: Vec<Option<Expr>> = Vec::new();
     let mut strs: Vec<String> = Vec::new();
-    for (percent_name, kinds) in GROUP_NAMES.iter() {
-        let Some((kind, m)) =
-            kinds.iter().find_map(|(kind, name)| caps.name(name).filter(|m| !m.as_str().is_empty()).map(|m| (*kind, m)))
-        else {
-            continue;
+    for g in groups {
+        let mode = if g.kind == "latexBoxed" {
+            BoxedMode::Last
+        } else {
+            BoxedMode::All
         };
-        let pct = caps.name(percent_name).is_some_and(|m| !m.as_str().is_empty());
-        let mode = if kind == "latexBoxed" { BoxedMode::Last } else { BoxedMode::All };
-        let normalized = latex::normalize(m.as_str(), mode);
-        let parsed = parse_latex_with_fallback(&normalized).map(|e| if pct { Expr::Pct(Box::new(e)) } else { e });
+        let normalized = latex::normalize(g.content, mode);
+        let parsed = parse_latex_with_fallback(&normalized)
+            .map(|e| if g.percent { Expr::Pct(Box::new(e)) } else { e });
         strs.push(normalized);
         exprs.push(parsed);
     }
@@ -580,18 +775,69 @@ impl Arith<'_> {
     }
 }
 
-/// Time spent per pattern over `texts` (a profiling aid for benchmarks).
-#[doc(hidden)]
-pub fn profile_patterns(texts: &[String]) -> Vec<(u32, std::time::Duration, usize)> {
-    PATTERNS
-        .iter()
-        .map(|p| {
-            let t = std::time::Instant::now();
-            let mut n = 0;
-            for text in texts {
-                n += find_all(p, text, &mut Starts::new(text)).len();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every text of the reference vectors: the direct environment matcher
+    /// gives exactly the regex's matches at every candidate position.
+    #[test]
+    fn direct_env_matcher_equals_the_regex() {
+        let plain = PATTERNS
+            .iter()
+            .find(|p| p.direct)
+            .expect("the plain environment pattern");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut texts: Vec<String> = Vec::new();
+        for (file, keys) in [
+            ("vote.jsonl", &["responses"][..]),
+            ("extract.jsonl", &["input"]),
+            ("postprocess.jsonl", &["response"]),
+        ] {
+            let data = std::fs::read_to_string(format!("{dir}/{file}")).expect("fixture");
+            for line in data.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                for k in keys {
+                    match &v[*k] {
+                        serde_json::Value::String(s) => texts.push(s.clone()),
+                        serde_json::Value::Array(a) => {
+                            texts.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
+                        }
+                        _ => {}
+                    }
+                }
             }
-            (p.priority, t.elapsed(), n)
-        })
-        .collect()
+        }
+        texts.extend(
+            [
+                "$a$ and $b$, $c$ or \\(d\\) , [e] ",
+                " [x]  $$y$$ % and -\\frac{1}{2}",
+                "$1$ percent,and $2$ Pct",
+            ]
+            .map(String::from),
+        );
+        let mut checked = 0;
+        // Python's `\s` also matches U+001C..U+001F; the direct matcher follows
+        // Python there and the Rust regex cannot, so such texts are skipped.
+        for t in texts
+            .iter()
+            .filter(|t| !t.contains(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']))
+        {
+            for &i in Starts::new(t.as_str()).get(Start::LatexEnv) {
+                let direct = envscan::match_at(t, i);
+                let regex = plain.re.captures_from_pos(t.as_str(), i).ok().flatten();
+                let regex = regex.map(|c| {
+                    let (s, e) = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                    envscan::EnvMatch {
+                        start: s,
+                        end: e,
+                        groups: latex_groups(&c),
+                    }
+                });
+                assert_eq!(direct, regex, "text {t:?} at {i}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+    }
 }

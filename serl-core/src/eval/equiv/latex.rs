@@ -139,39 +139,67 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
     static MAL_FRAC_DB: LazyLock<Regex> = LazyLock::new(|| re(r"\\frac\s?(\d)\s?\{(.*?)\}"));
     static MAL_SQRT: LazyLock<Regex> = LazyLock::new(|| re(r"\\sqrt\s?(\d)"));
 
-    let mut t = extract_boxed_content(text, boxed);
-    t = t
-        .replace("\\mathrm{T}", "T")
-        .replace("\\mathrm{d}", "d")
-        .replace("{\\rm d}", "d");
-    t = LEFT.replace_all(&t, "${1}").into_owned();
-    t = RIGHT.replace_all(&t, "${1}").into_owned();
-    t = REMOVE.replace_all(&t, "").into_owned();
-    t = QUOTES.replace_all(&t, "${1}").into_owned();
-    t = MATH_TEXT.replace_all(&t, "\\text").into_owned();
-    t = FRAC.replace_all(&t, "\\frac").into_owned();
+    // Each rewrite runs only when its trigger text is present (most answers
+    // need none of them).
+    let sub = |t: String, trigger: &[&str], re: &Regex, with: &str| -> String {
+        if trigger.iter().any(|k| t.contains(k)) {
+            re.replace_all(&t, with).into_owned()
+        } else {
+            t
+        }
+    };
+    let mut t = if text.contains("\\boxed") || text.contains("\\fbox") {
+        extract_boxed_content(text, boxed)
+    } else {
+        text.to_string()
+    };
+    if t.contains("\\mathrm") || t.contains("{\\rm") {
+        t = t
+            .replace("\\mathrm{T}", "T")
+            .replace("\\mathrm{d}", "d")
+            .replace("{\\rm d}", "d");
+    }
+    t = sub(t, &["left"], &LEFT, "${1}");
+    t = sub(t, &["right"], &RIGHT, "${1}");
+    t = sub(
+        t,
+        &["\\mathrm{th}", "\\!", "\\text", "$", "\\displaystyle"],
+        &REMOVE,
+        "",
+    );
+    t = sub(t, &["\"", "'"], &QUOTES, "${1}");
+    t = sub(t, &["\\math", "\\text"], &MATH_TEXT, "\\text");
+    t = sub(t, &["frac"], &FRAC, "\\frac");
     t = t
         .replace(" .", " 0.")
         .replace("{.", "{0.")
         .replace("~=", "\\approx");
-    t = TEXT_AND.replace_all(&t, ",").into_owned();
-    t = AND_OR.replace_all(&t, "${1},${3}").into_owned();
-    t = BACKSLASH_SPACE.replace_all(&t, "${1} ").into_owned();
-    t = t.replace("infinity", "\\infty");
-    t = LDOTS.replace_all(&t, " ").into_owned();
-    t = PERCENT.replace_all(&t, "\\%").into_owned();
-    t = t.replace(" sqrt", "\\sqrt");
-    t = t.replace(['\n', '\t'], " ");
+    t = sub(t, &["\\text"], &TEXT_AND, ",");
+    t = sub(t, &["and", "or"], &AND_OR, "${1},${3}");
+    t = sub(t, &["\\"], &BACKSLASH_SPACE, "${1} ");
+    if t.contains("infinity") {
+        t = t.replace("infinity", "\\infty");
+    }
+    t = sub(t, &["ldots"], &LDOTS, " ");
+    t = sub(t, &["percent"], &PERCENT, "\\%");
+    if t.contains(" sqrt") {
+        t = t.replace(" sqrt", "\\sqrt");
+    }
+    if t.contains(['\n', '\t']) {
+        t = t.replace(['\n', '\t'], " ");
+    }
     if !t.contains("matrix") {
-        t = SLASH_CMD.replace_all(&t, "\\${1}").into_owned();
+        t = sub(t, &["\\\\"], &SLASH_CMD, "\\${1}");
     }
     // Units: a trailing \text{…} (optionally squared) goes.
-    let stripped = UNIT_TEXT.replace_all(&t, "");
-    let stripped = stripped.trim();
-    if !stripped.is_empty() && stripped != t {
-        t = stripped.to_string();
+    if t.contains("\\text") || t.contains("\\mbox") {
+        let stripped = UNIT_TEXT.replace_all(&t, "");
+        let stripped = stripped.trim();
+        if !stripped.is_empty() && stripped != t {
+            t = stripped.to_string();
+        }
+        t = EMPTY_TEXT.replace_all(&t, " ").into_owned();
     }
-    t = EMPTY_TEXT.replace_all(&t, " ").into_owned();
     // Nits.
     if t.starts_with('.') {
         t.insert(0, '0');
@@ -180,17 +208,19 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
         t = "\\frac{1}{2}".into();
     }
     // Malformed operators.
-    t = MAL_POW.replace_all(&t, "^{${1}}").into_owned();
-    t = MAL_FRAC_DD
-        .replace_all(&t, "\\frac{${1}}{${2}}")
-        .into_owned();
-    t = MAL_FRAC_BD
-        .replace_all(&t, "\\frac{${1}}{${2}}")
-        .into_owned();
-    t = MAL_FRAC_DB
-        .replace_all(&t, "\\frac{${1}}{${2}}")
-        .into_owned();
-    t = MAL_SQRT.replace_all(&t, "\\sqrt{${1}}").into_owned();
+    t = sub(t, &["^"], &MAL_POW, "^{${1}}");
+    if t.contains("\\frac") {
+        t = MAL_FRAC_DD
+            .replace_all(&t, "\\frac{${1}}{${2}}")
+            .into_owned();
+        t = MAL_FRAC_BD
+            .replace_all(&t, "\\frac{${1}}{${2}}")
+            .into_owned();
+        t = MAL_FRAC_DB
+            .replace_all(&t, "\\frac{${1}}{${2}}")
+            .into_owned();
+    }
+    t = sub(t, &["\\sqrt"], &MAL_SQRT, "\\sqrt{${1}}");
     t = fix_a_slash_b(&t);
     t
 }

@@ -2,13 +2,14 @@
 //! reward, without Python or sympy: extraction of candidates from the text,
 //! a LaTeX parser, and a comparison procedure on the parsed values.
 
+mod envscan;
 mod expr;
 mod extract;
 mod latex;
 mod num;
 
 pub use expr::Expr;
-pub use extract::{Parsed, parse_candidates, profile_patterns};
+pub use extract::{Parsed, parse_candidates};
 
 use expr::expr_eq;
 
