@@ -38,7 +38,7 @@ proptest! {
         let _ = eval::parse_instructions(&b, CaseMode::Keep);
         let s = eval::rouge_l(&a, &b);
         prop_assert!((0.0..=1.0).contains(&s.f) && (0.0..=1.0).contains(&s.p) && (0.0..=1.0).contains(&s.r));
-        let mut f = DiversityFilter::new(&[a.clone()], 0.7);
+        let mut f = DiversityFilter::new(std::slice::from_ref(&a), 0.7);
         let _ = f.offer(&b);
     }
 

@@ -7,6 +7,7 @@
 //! the WASM build and the trainer all call it.
 
 mod equiv;
+mod error;
 mod extract;
 mod filter;
 mod instructions;
@@ -17,6 +18,7 @@ mod rouge;
 mod vote;
 
 pub use equiv::{Expr, Parsed, equivalent, parse_candidates, verify};
+pub use error::Error;
 pub use extract::{extract_answer, strip_string};
 pub use filter::{DEFAULT_THRESHOLD, DiversityFilter, FilterVerdict};
 pub use instructions::{

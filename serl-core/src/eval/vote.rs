@@ -14,14 +14,12 @@ pub enum VoteMode {
 }
 
 impl std::str::FromStr for VoteMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = super::Error;
+    fn from_str(s: &str) -> Result<Self, super::Error> {
         match s {
             "string" => Ok(VoteMode::String),
             "equiv" => Ok(VoteMode::Equiv),
-            other => Err(format!(
-                "unknown vote mode {other:?} (expected \"string\" or \"equiv\")"
-            )),
+            other => Err(super::Error::UnknownVoteMode(other.to_string())),
         }
     }
 }
