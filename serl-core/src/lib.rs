@@ -1,1 +1,12 @@
+//! libserl: SeRL (self-play reinforcement learning for LLMs with limited
+//! data, arXiv 2505.20347) as an embeddable library.
+//!
+//! [`eval`] is the evaluator every surface calls: answer extraction and
+//! equivalence, majority-vote self-reward, instruction parsing and filters.
+
 pub mod eval;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
