@@ -47,11 +47,21 @@ enum Start {
     ExprAnchor,
 }
 
+/// Patterns matched by hand-written code instead of the backtracking regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// The plain LaTeX environments ([`envscan::match_at`]).
+    Env,
+    /// `(?i:answer)` (`:` when the flag is set), up to 50 characters, then
+    /// the LaTeX environments: the lazy gap is tried shortest first.
+    AnswerEnv { colon: bool },
+}
+
 struct Pattern {
     /// The pattern prefixed with `\G`: matches only at the search position.
     re: Regex,
-    /// Matched by [`envscan::match_at`] instead of `re` (same matches).
-    direct: bool,
+    /// Matched directly instead of through `re` (same matches).
+    direct: Option<Direct>,
     start: Start,
     priority: u32,
     target: Target,
@@ -217,7 +227,16 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         .map(|(p, priority, start, target)| Pattern {
             re: Regex::new(&format!(r"\G(?:{p})"))
                 .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
-            direct: start == Start::LatexEnvPlain,
+            direct: match (start, target) {
+                (Start::LatexEnvPlain, _) => Some(Direct::Env),
+                (Start::Literal("answer:"), Target::Latex) => {
+                    Some(Direct::AnswerEnv { colon: true })
+                }
+                (Start::Literal("answer"), Target::Latex) => {
+                    Some(Direct::AnswerEnv { colon: false })
+                }
+                _ => None,
+            },
             start: if start == Start::LatexEnvPlain {
                 Start::LatexEnv
             } else {
@@ -433,6 +452,24 @@ impl Found<'_> {
     }
 }
 
+/// A directly matched pattern anchored at `i`.
+fn match_direct(d: Direct, text: &str, i: usize) -> Option<envscan::EnvMatch<'_>> {
+    match d {
+        Direct::Env => envscan::match_at(text, i),
+        Direct::AnswerEnv { colon } => {
+            let from = i + if colon { 7 } else { 6 };
+            let gap = text.get(from..)?;
+            // `.{0,50}?` with DOTALL: 0 to 50 characters, fewest first.
+            let ends = std::iter::once(0)
+                .chain(gap.char_indices().map(|(k, c)| k + c.len_utf8()))
+                .take(51);
+            ends.into_iter()
+                .find_map(|k| envscan::match_at(text, from + k))
+                .map(|m| envscan::EnvMatch { start: i, ..m })
+        }
+    }
+}
+
 /// Python's `finditer`: non-overlapping leftmost matches, tried only at the
 /// positions where the pattern can start.
 fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Found<'t>> {
@@ -442,8 +479,8 @@ fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Foun
         if i < next {
             continue;
         }
-        let found = if p.direct {
-            envscan::match_at(text, i).map(Found::Env)
+        let found = if let Some(d) = p.direct {
+            match_direct(d, text, i).map(Found::Env)
         } else {
             // An error is the backtracking limit: no match at this position.
             p.re.captures_from_pos(text, i)
@@ -783,10 +820,8 @@ mod tests {
     /// gives exactly the regex's matches at every candidate position.
     #[test]
     fn direct_env_matcher_equals_the_regex() {
-        let plain = PATTERNS
-            .iter()
-            .find(|p| p.direct)
-            .expect("the plain environment pattern");
+        let direct: Vec<&Pattern> = PATTERNS.iter().filter(|p| p.direct.is_some()).collect();
+        assert_eq!(direct.len(), 3);
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut texts: Vec<String> = Vec::new();
         for (file, keys) in [
@@ -823,19 +858,25 @@ mod tests {
             .iter()
             .filter(|t| !t.contains(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']))
         {
-            for &i in Starts::new(t.as_str()).get(Start::LatexEnv) {
-                let direct = envscan::match_at(t, i);
-                let regex = plain.re.captures_from_pos(t.as_str(), i).ok().flatten();
-                let regex = regex.map(|c| {
-                    let (s, e) = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
-                    envscan::EnvMatch {
-                        start: s,
-                        end: e,
-                        groups: latex_groups(&c),
-                    }
-                });
-                assert_eq!(direct, regex, "text {t:?} at {i}");
-                checked += 1;
+            for p in &direct {
+                let Some(d) = p.direct else { continue };
+                for &i in Starts::new(t.as_str()).get(p.start) {
+                    let got = match_direct(d, t, i);
+                    let regex =
+                        p.re.captures_from_pos(t.as_str(), i)
+                            .ok()
+                            .flatten()
+                            .map(|c| {
+                                let (s, e) = c.get(0).map_or((0, 0), |m| (m.start(), m.end()));
+                                envscan::EnvMatch {
+                                    start: s,
+                                    end: e,
+                                    groups: latex_groups(&c),
+                                }
+                            });
+                    assert_eq!(got, regex, "{d:?}: text {t:?} at {i}");
+                    checked += 1;
+                }
             }
         }
         assert!(checked > 10_000, "{checked}");
