@@ -578,7 +578,7 @@ fn fix_a_slash_b(s: &str) -> String {
 }
 
 /// Whether `str(int(t)) == t` in Python.
-fn is_canonical_int(t: &str) -> bool {
+pub(crate) fn is_canonical_int(t: &str) -> bool {
     let digits = t.strip_prefix('-').unwrap_or(t);
     !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())

@@ -250,29 +250,53 @@ impl Expr {
         }
     }
 
-    /// Free symbol names.
-    fn symbols(&self, out: &mut Vec<String>) {
+    /// Calls `f` on each direct sub-expression.
+    fn for_each_child<'a>(&'a self, f: &mut dyn FnMut(&'a Expr)) {
         match self {
-            Expr::Sym(s) => {
-                if !out.contains(s) {
-                    out.push(s.clone());
-                }
-            }
-            Expr::Num(_) | Expr::Const(_) => {}
+            Expr::Num(_) | Expr::Sym(_) | Expr::Const(_) => {}
             Expr::Add(v)
             | Expr::Mul(v)
             | Expr::Func(_, v)
             | Expr::And(v)
             | Expr::Tuple(v)
             | Expr::Set(v)
-            | Expr::Union(v) => v.iter().for_each(|x| x.symbols(out)),
+            | Expr::Union(v) => v.iter().for_each(f),
             Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
-                a.symbols(out);
-                b.symbols(out);
+                f(a);
+                f(b);
             }
-            Expr::Pct(a) => a.symbols(out),
-            Expr::Matrix(rows) => rows.iter().flatten().for_each(|x| x.symbols(out)),
+            Expr::Pct(a) => f(a),
+            Expr::Matrix(rows) => rows.iter().flatten().for_each(f),
         }
+    }
+
+    /// Whether `pred` holds for this expression or any sub-expression.
+    fn any_node(&self, pred: &dyn Fn(&Expr) -> bool) -> bool {
+        if pred(self) {
+            return true;
+        }
+        let mut found = false;
+        self.for_each_child(&mut |c| found = found || c.any_node(pred));
+        found
+    }
+
+    /// Free symbol names, in order of first occurrence.
+    fn symbols<'a>(&'a self, out: &mut Vec<&'a str>) {
+        if let Expr::Sym(s) = self {
+            if !out.contains(&s.as_str()) {
+                out.push(s);
+            }
+        }
+        self.for_each_child(&mut |c| c.symbols(out));
+    }
+
+    fn contains_inf(&self) -> bool {
+        self.any_node(&|e| matches!(e, Expr::Const(Const::Inf)))
+    }
+
+    /// Whether a float literal occurs anywhere.
+    fn has_float(&self) -> bool {
+        self.any_node(&|e| matches!(e, Expr::Num(n) if n.is_float()))
     }
 
     /// Exact value when the expression is rational arithmetic on numbers.
@@ -373,45 +397,6 @@ impl Expr {
         }
     }
 
-    fn contains_inf(&self) -> bool {
-        match self {
-            Expr::Const(Const::Inf) => true,
-            Expr::Num(_) | Expr::Sym(_) | Expr::Const(_) => false,
-            Expr::Add(v)
-            | Expr::Mul(v)
-            | Expr::Func(_, v)
-            | Expr::And(v)
-            | Expr::Tuple(v)
-            | Expr::Set(v)
-            | Expr::Union(v) => v.iter().any(Expr::contains_inf),
-            Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
-                a.contains_inf() || b.contains_inf()
-            }
-            Expr::Pct(a) => a.contains_inf(),
-            Expr::Matrix(r) => r.iter().flatten().any(Expr::contains_inf),
-        }
-    }
-
-    /// Whether a float literal occurs anywhere.
-    fn has_float(&self) -> bool {
-        match self {
-            Expr::Num(n) => n.is_float(),
-            Expr::Sym(_) | Expr::Const(_) => false,
-            Expr::Add(v)
-            | Expr::Mul(v)
-            | Expr::Func(_, v)
-            | Expr::And(v)
-            | Expr::Tuple(v)
-            | Expr::Set(v)
-            | Expr::Union(v) => v.iter().any(Expr::has_float),
-            Expr::Pow(a, b) | Expr::Rel(_, a, b) | Expr::Interval(a, b, ..) => {
-                a.has_float() || b.has_float()
-            }
-            Expr::Pct(a) => a.has_float(),
-            Expr::Matrix(r) => r.iter().flatten().any(Expr::has_float),
-        }
-    }
-
     /// `±∞` as a sign, for comparing infinite endpoints.
     fn inf_sign(&self) -> Option<i32> {
         match self {
@@ -435,7 +420,7 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
             _ => false,
         };
     }
-    let mut syms = Vec::new();
+    let mut syms: Vec<&str> = Vec::new();
     a.symbols(&mut syms);
     b.symbols(&mut syms);
     // With a float literal involved, sympy's simplify leaves a non-zero Float
@@ -453,7 +438,7 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
     let mut any = false;
     for &k in points {
         let env = |s: &str| {
-            let i = syms.iter().position(|x| x == s).unwrap_or(0) as f64;
+            let i = syms.iter().position(|x| *x == s).unwrap_or(0) as f64;
             // Irrational-ish, distinct per symbol and per point.
             0.5 + ((i + 1.0) * 0.7548776662466927 + k * 0.5698402909980532).fract() * 1.3
         };
@@ -509,7 +494,7 @@ fn value_of(e: &Expr) -> Option<Num> {
     if let Some(n) = e.exact() {
         return Some(n);
     }
-    let mut syms = Vec::new();
+    let mut syms: Vec<&str> = Vec::new();
     e.symbols(&mut syms);
     if !syms.is_empty() || e.contains_inf() {
         return None;
@@ -609,7 +594,7 @@ fn compare_relational(gold: &Expr, pred: &Expr) -> bool {
 
 /// Whether `a = k·b` for a non-zero constant `k` (same solution set).
 fn proportional(a: &Expr, b: &Expr) -> bool {
-    let mut syms = Vec::new();
+    let mut syms: Vec<&str> = Vec::new();
     a.symbols(&mut syms);
     b.symbols(&mut syms);
     if syms.is_empty() {

@@ -10,6 +10,7 @@ use regex::Regex;
 
 use super::expr::{Const, Expr, RelOp};
 use super::num::Num;
+use crate::eval::extract::is_canonical_int;
 
 fn re(p: &str) -> Regex {
     Regex::new(p).expect("valid built-in regex")
@@ -225,19 +226,14 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
     t
 }
 
+/// `a/b` → `\\frac{a}{b}` for two canonical integers.
 fn fix_a_slash_b(t: &str) -> String {
     let mut it = t.split('/');
-    if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
-        let canon = |s: &str| {
-            let d = s.strip_prefix('-').unwrap_or(s);
-            !d.is_empty()
-                && d.bytes().all(|c| c.is_ascii_digit())
-                && (d == "0" || !d.starts_with('0'))
-                && s != "-0"
-        };
-        if canon(a) && canon(b) {
-            return format!("\\frac{{{a}}}{{{b}}}");
-        }
+    if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next())
+        && is_canonical_int(a)
+        && is_canonical_int(b)
+    {
+        return format!("\\frac{{{a}}}{{{b}}}");
     }
     t.to_string()
 }
