@@ -45,6 +45,9 @@ enum Start {
     Literal(&'static str),
     /// Start of text, whitespace or `=` (the expression anchors).
     ExprAnchor,
+    /// An `ExprAnchor` followed by a run of expression characters that holds
+    /// an operator (the plain-expression pattern needs one).
+    ExprWithOperator,
 }
 
 /// Patterns matched by hand-written code instead of the backtracking regex.
@@ -210,7 +213,7 @@ fn expr_patterns() -> Vec<(String, u32, Start)> {
             200,
             Start::Literal("answer"),
         ),
-        (ewa, 300, Start::ExprAnchor),
+        (ewa, 300, Start::ExprWithOperator),
         (nwa, 300, Start::ExprAnchor),
     ]
 }
@@ -270,7 +273,7 @@ fn can_start(start: Start, b: &[u8], i: usize) -> bool {
         Start::Literal(lit) => {
             b.len() >= i + lit.len() && b[i..i + lit.len()].eq_ignore_ascii_case(lit.as_bytes())
         }
-        Start::ExprAnchor => {
+        Start::ExprAnchor | Start::ExprWithOperator => {
             // `^`, whitespace or `=`, then `**`, a currency sign, `-`, `(`
             // (each optional) and a digit or `.`; non-ASCII bytes are let
             // through (Unicode spaces and digits).
@@ -313,6 +316,28 @@ fn env_reaches_boxed(b: &[u8], i: usize, boxed: &[usize]) -> bool {
         _ => window.iter().any(|&c| matches!(c, b'\n' | b'[' | b']')),
     };
     !stop
+}
+
+/// For each byte position, whether the maximal run of expression characters
+/// (digits, `.`, whitespace, `+-*/^()`) starting there, or right after an
+/// anchor there, contains an operator. Non-ASCII characters count as
+/// operators (`×`, `÷`, and to stay a superset for Unicode digits).
+fn operator_ahead(text: &str) -> Vec<bool> {
+    let b = text.as_bytes();
+    let mut out = vec![false; b.len() + 1];
+    for i in (0..b.len()).rev() {
+        let c = b[i];
+        out[i] = match c {
+            b'+' | b'-' | b'*' | b'/' | b'^' | b'(' | b')' => true,
+            _ if c >= 0x80 => true,
+            b'0'..=b'9' | b'.' => out[i + 1],
+            _ if c.is_ascii_whitespace() => out[i + 1],
+            // An anchor that is not an expression character itself.
+            b'=' => out[i + 1],
+            _ => false,
+        };
+    }
+    out
 }
 
 /// Whether a number can start at byte `k` after the optional `**`, currency
@@ -416,6 +441,14 @@ impl<'t> Starts<'t> {
                         .filter(|&i| env_reaches_boxed(b, i, &boxed))
                         .collect()
                 }
+            }
+            // Without this filter the expression pattern scans the whole run
+            // of digits and spaces after every anchor (quadratic on long
+            // number lists) only to find no operator.
+            Start::ExprWithOperator => {
+                let has_op = operator_ahead(self.text);
+                let anchors = self.get(Start::ExprAnchor).to_vec();
+                anchors.into_iter().filter(|&i| has_op[i]).collect()
             }
             Start::ExprAnchor => {
                 let mut v = Vec::new();
