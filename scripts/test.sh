@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Runs every check of libserl: formatting, lints, all tests, and the wasm32
-# build of the evaluator. Installs what it needs (the wasm32 target, rustfmt,
-# clippy) when missing. Usage: ./scripts/test.sh
+# Runs every check of libserl: formatting, lints, the Rust tests, the wasm32
+# build of the evaluator, the C/C++ tests (CMake + ctest, under valgrind),
+# the install test (pkg-config and find_package) and the Go tests.
+# Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
+# and Debian's golang-go, cmake, pkg-config, g++ and valgrind.
+# Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' || rustup target add wasm32-unknown-unknown
+fi
+missing=()
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "== cargo fmt --check"
@@ -19,4 +36,14 @@ echo "== cargo test"
 cargo test --workspace
 echo "== serl-core evaluator for wasm32-unknown-unknown"
 cargo build -p serl-core --no-default-features --target wasm32-unknown-unknown
+
+echo "== libserl (release) for C, C++ and Go"
+cargo build --release -p serl-ffi
+echo "== C and C++: cmake, ctest (valgrind included)"
+cmake -S bindings/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/cpp -j2 >/dev/null
+ctest --test-dir build/cpp --output-on-failure
+bash bindings/cpp/tests/install_test.sh build/cpp
+echo "== Go: go vet, go test"
+(cd bindings/go && go vet ./... && go test -count=1 ./...)
 echo "== all checks passed"

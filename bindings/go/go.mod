@@ -1,0 +1,3 @@
+module libserl/serl
+
+go 1.19
