@@ -80,5 +80,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), FfiError>) -> serl_status 
 /// the same thread; do not free it. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn serl_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    // Reading the thread-local can only fail while the thread is being torn
+    // down; then there is no message, and still no panic crosses into C.
+    catch_unwind(|| LAST_ERROR.with(|e| e.borrow().as_ptr())).unwrap_or(c"".as_ptr())
 }
