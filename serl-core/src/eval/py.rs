@@ -24,6 +24,23 @@ pub fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// A regex matching `literal` as Python's `re.IGNORECASE` does (ASCII case
+/// plus the folds Python adds: `i` ↔ `İ`/`ı`, `k` ↔ `K` (Kelvin), `s` ↔ `ſ`),
+/// spelled out so that the regex engine needs no Unicode case tables.
+pub fn ignore_case(literal: &str) -> String {
+    literal
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            'i' => "[iI\\x{130}\\x{131}]".to_string(),
+            'k' => "[kK\\x{212A}]".to_string(),
+            's' => "[sS\\x{17F}]".to_string(),
+            l if l.is_ascii_lowercase() => format!("[{l}{}]", l.to_ascii_uppercase()),
+            ' ' => " ".to_string(),
+            other => regex::escape(&other.to_string()),
+        })
+        .collect()
+}
+
 /// Python `repr(float)`: shortest round-trip digits, exponent form outside
 /// `1e-4 <= |x| < 1e16`.
 pub fn float_repr(x: f64) -> String {
@@ -64,6 +81,15 @@ mod tests {
         assert_eq!(float_repr(1e16), "1e+16");
         assert_eq!(float_repr(1.5e-5), "1.5e-05");
         assert_eq!(float_repr(0.1 + 0.2), "0.30000000000000004");
+    }
+
+    #[test]
+    fn ignore_case_matches_pythons_folds() {
+        let re = regex::Regex::new(&format!("^{}$", ignore_case("final answer is"))).unwrap();
+        for s in ["final answer is", "FINAL ANSWER IS", "F\u{131}nal an\u{17F}wer \u{130}s"] {
+            assert!(re.is_match(s), "{s}");
+        }
+        assert!(!re.is_match("final  answer is"));
     }
 
     #[test]

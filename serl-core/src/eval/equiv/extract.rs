@@ -10,6 +10,7 @@ use fancy_regex::{Captures, Regex};
 
 use super::envscan;
 use super::expr::Expr;
+use crate::eval::py;
 use super::latex::{self, BoxedMode};
 use super::num::Num;
 
@@ -123,7 +124,14 @@ fn latex_env(prefix: &str, boxed: bool) -> String {
     format!(r"(?:(?:{})\s*{percent}?)", pats.join("|"))
 }
 
+/// `(?i:final answer is)`, `(?i:final answer)` and `(?i:answer)` of the
+/// reference, case folds spelled out (no Unicode case tables needed).
+fn anchor_words() -> (String, String, String) {
+    (py::ignore_case("final answer is"), py::ignore_case("final answer"), py::ignore_case("answer"))
+}
+
 fn latex_patterns() -> Vec<(String, u32, Start)> {
+    let (fai, fa, ans) = anchor_words();
     let first = latex_env("first_", false);
     let next: String = (1..=5)
         .map(|i| {
@@ -145,22 +153,22 @@ fn latex_patterns() -> Vec<(String, u32, Start)> {
         .collect();
     vec![
         (
-            format!(r"(?i:final answer is):?\s*{l}\.?\s?I hope"),
+            format!(r"{fai}:?\s*{l}\.?\s?I hope"),
             0,
             Start::Literal("final answer is"),
         ),
         (
-            format!(r"(?i:final answer.{{0,100}}?)\s+is:?\s*{l}"),
+            format!(r"{fa}.{{0,100}}?\s+is:?\s*{l}"),
             50,
             Start::Literal("final answer"),
         ),
         (
-            format!(r"(?i:answer):.{{0,50}}?{l}"),
+            format!(r"{ans}:.{{0,50}}?{l}"),
             100,
             Start::Literal("answer:"),
         ),
         (
-            format!(r"(?i:answer).{{0,50}}?{l}"),
+            format!(r"{ans}.{{0,50}}?{l}"),
             200,
             Start::Literal("answer"),
         ),
@@ -178,6 +186,7 @@ fn latex_patterns() -> Vec<(String, u32, Start)> {
 }
 
 fn expr_patterns() -> Vec<(String, u32, Start)> {
+    let (fai, fa, ans) = anchor_words();
     // math_verify's number pattern starts with `(?<!\d)`; every use of it is
     // preceded by the anchor `(?:^|\s|=)` and optional `**` / currency sign,
     // none of them a digit, so the look-behind always holds and is left out
@@ -194,22 +203,22 @@ fn expr_patterns() -> Vec<(String, u32, Start)> {
     let eon = format!("(?:{ewa}|{nwa})");
     vec![
         (
-            format!(r"(?i:final answer is):?\s*{eon}\.?\s?I hope"),
+            format!(r"{fai}:?\s*{eon}\.?\s?I hope"),
             0,
             Start::Literal("final answer is"),
         ),
         (
-            format!(r"(?i:final answer.{{0,100}}?)\s+is:?{eon}"),
+            format!(r"{fa}.{{0,100}}?\s+is:?{eon}"),
             50,
             Start::Literal("final answer"),
         ),
         (
-            format!(r"(?i:answer):(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
+            format!(r"{ans}:(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
             100,
             Start::Literal("answer:"),
         ),
         (
-            format!(r"(?i:answer)(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
+            format!(r"{ans}(?:.{{0,100}}=\s*|.{{0,50}}?){eon}(?!\s*=)"),
             200,
             Start::Literal("answer"),
         ),
