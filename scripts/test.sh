@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check of libserl: formatting, lints, the Rust tests, the wasm32
 # build of the evaluator, the C/C++ tests (CMake + ctest, under valgrind),
-# the install test (pkg-config and find_package) and the Go tests.
+# the install test (pkg-config and find_package), the Go tests, and the WASM
+# build with its Node.js and headless-Chromium tests.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
-# and Debian's golang-go, cmake, pkg-config, g++ and valgrind.
+# Debian's golang-go, cmake, pkg-config, g++, valgrind and chromium, the npm
+# devDependencies, and wasm-bindgen-cli (cargo install, several minutes once).
 # Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,8 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo_cmd=""
@@ -46,4 +50,6 @@ ctest --test-dir build/cpp --output-on-failure
 bash bindings/cpp/tests/install_test.sh build/cpp
 echo "== Go: go vet, go test"
 (cd bindings/go && go vet ./... && go test -count=1 ./...)
+echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
+(cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
 echo "== all checks passed"

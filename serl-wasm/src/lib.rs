@@ -31,11 +31,14 @@ export interface GenerationPrompt { system: string; user: string; shots: string[
 "#;
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
 }
 
 fn strings(value: JsValue, name: &str) -> Result<Vec<String>, JsError> {
-    serde_wasm_bindgen::from_value(value).map_err(|_| JsError::new(&format!("{name} must be an array of strings")))
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|_| JsError::new(&format!("{name} must be an array of strings")))
 }
 
 /// Reads an optional string-valued or boolean option of an options object.
@@ -56,7 +59,8 @@ extern "C" {
 }
 
 fn js_get(target: &JsValue, key: &str) -> Result<JsValue, JsError> {
-    reflect_get(target, &JsValue::from_str(key)).map_err(|_| JsError::new(&format!("cannot read option {key}")))
+    reflect_get(target, &JsValue::from_str(key))
+        .map_err(|_| JsError::new(&format!("cannot read option {key}")))
 }
 
 /// The final answer of a model response, as SeRL's `extract_answer`, and
@@ -93,7 +97,9 @@ pub fn vote(
     }
     let mode = match option(&options, "mode")?.as_string().as_deref() {
         None => VoteMode::String,
-        Some(m) => m.parse::<VoteMode>().map_err(|e| JsError::new(&e.to_string()))?,
+        Some(m) => m
+            .parse::<VoteMode>()
+            .map_err(|e| JsError::new(&e.to_string()))?,
     };
     to_js(&eval::vote(&responses, mode))
 }
@@ -146,7 +152,11 @@ pub fn parse_items(
 }
 
 fn case_mode(options: &JsValue) -> Result<CaseMode, JsError> {
-    Ok(if option(options, "keepCase")?.as_bool() == Some(true) { CaseMode::Keep } else { CaseMode::Capitalize })
+    Ok(if option(options, "keepCase")?.as_bool() == Some(true) {
+        CaseMode::Keep
+    } else {
+        CaseMode::Capitalize
+    })
 }
 
 /// SeRL's difficulty filter on a group's rewards: keep when
@@ -157,13 +167,15 @@ pub fn difficulty_keep(
     lo: f64,
     hi: f64,
 ) -> Result<bool, JsError> {
-    let rewards: Vec<f64> =
-        serde_wasm_bindgen::from_value(rewards).map_err(|_| JsError::new("rewards must be an array of numbers"))?;
+    let rewards: Vec<f64> = serde_wasm_bindgen::from_value(rewards)
+        .map_err(|_| JsError::new("rewards must be an array of numbers"))?;
     if rewards.is_empty() {
         return Err(JsError::new("rewards is empty"));
     }
     if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-        return Err(JsError::new(&format!("bounds [{lo}, {hi}] are not within 0 <= lo <= hi <= 1")));
+        return Err(JsError::new(&format!(
+            "bounds [{lo}, {hi}] are not within 0 <= lo <= hi <= 1"
+        )));
     }
     let agreement = rewards.iter().sum::<f64>() / rewards.len() as f64;
     Ok(eval::difficulty_keep(agreement, lo, hi))
@@ -179,7 +191,11 @@ pub fn build_generation_prompt(
     seed: Option<f64>,
 ) -> Result<JsValue, JsError> {
     let seeds = strings(seeds, "seeds")?;
-    let pool = if pool.is_undefined() || pool.is_null() { Vec::new() } else { strings(pool, "pool")? };
+    let pool = if pool.is_undefined() || pool.is_null() {
+        Vec::new()
+    } else {
+        strings(pool, "pool")?
+    };
     if seeds.is_empty() {
         return Err(JsError::new("seeds is empty"));
     }
@@ -214,9 +230,13 @@ impl DiversityFilter {
         let seeds = strings(seeds, "seeds")?;
         let threshold = threshold.unwrap_or(eval::DEFAULT_THRESHOLD);
         if !(0.0..=1.0).contains(&threshold) {
-            return Err(JsError::new(&format!("threshold {threshold} is outside [0, 1]")));
+            return Err(JsError::new(&format!(
+                "threshold {threshold} is outside [0, 1]"
+            )));
         }
-        Ok(DiversityFilter { inner: CoreFilter::new(&seeds, threshold) })
+        Ok(DiversityFilter {
+            inner: CoreFilter::new(&seeds, threshold),
+        })
     }
 
     /// Scores an instruction against the pool; kept ones join it.
@@ -231,8 +251,16 @@ impl DiversityFilter {
             closest: Option<String>,
         }
         let v = self.inner.offer(instruction);
-        let closest = v.argmax.and_then(|i| self.inner.pool_text(i)).map(str::to_string);
-        to_js(&Out { kept: v.kept, max_rouge_l: v.max_rouge_l, argmax: v.argmax, closest })
+        let closest = v
+            .argmax
+            .and_then(|i| self.inner.pool_text(i))
+            .map(str::to_string);
+        to_js(&Out {
+            kept: v.kept,
+            max_rouge_l: v.max_rouge_l,
+            argmax: v.argmax,
+            closest,
+        })
     }
 
     /// Number of pool entries (seeds plus kept instructions).

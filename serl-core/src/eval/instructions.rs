@@ -76,7 +76,10 @@ pub fn parse_instructions(response: &str, case: CaseMode) -> Vec<String> {
 /// The rule verdict for one normalised instruction.
 pub fn rule_rejection(text: &str) -> Option<RuleRejection> {
     static BLACKLIST: LazyLock<Regex> = LazyLock::new(|| {
-        let words = ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps", "draw", "plot", "go to"];
+        let words = [
+            "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map",
+            "maps", "draw", "plot", "go to",
+        ];
         let alternatives: Vec<String> = words.iter().map(|w| py::ignore_case(w)).collect();
         Regex::new(&format!(r"\b(?:{})\b", alternatives.join("|"))).expect("valid built-in regex")
     });

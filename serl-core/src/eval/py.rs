@@ -86,7 +86,11 @@ mod tests {
     #[test]
     fn ignore_case_matches_pythons_folds() {
         let re = regex::Regex::new(&format!("^{}$", ignore_case("final answer is"))).unwrap();
-        for s in ["final answer is", "FINAL ANSWER IS", "F\u{131}nal an\u{17F}wer \u{130}s"] {
+        for s in [
+            "final answer is",
+            "FINAL ANSWER IS",
+            "F\u{131}nal an\u{17F}wer \u{130}s",
+        ] {
             assert!(re.is_match(s), "{s}");
         }
         assert!(!re.is_match("final  answer is"));

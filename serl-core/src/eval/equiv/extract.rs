@@ -10,9 +10,9 @@ use fancy_regex::{Captures, Regex};
 
 use super::envscan;
 use super::expr::Expr;
-use crate::eval::py;
 use super::latex::{self, BoxedMode};
 use super::num::Num;
+use crate::eval::py;
 
 /// One element of math_verify's parse result.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,11 @@ fn latex_env(prefix: &str, boxed: bool) -> String {
 /// `(?i:final answer is)`, `(?i:final answer)` and `(?i:answer)` of the
 /// reference, case folds spelled out (no Unicode case tables needed).
 fn anchor_words() -> (String, String, String) {
-    (py::ignore_case("final answer is"), py::ignore_case("final answer"), py::ignore_case("answer"))
+    (
+        py::ignore_case("final answer is"),
+        py::ignore_case("final answer"),
+        py::ignore_case("answer"),
+    )
 }
 
 fn latex_patterns() -> Vec<(String, u32, Start)> {
