@@ -575,7 +575,9 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
             let (value, s) = match (group[*k].target, m) {
                 (Target::Latex, Found::Caps(caps)) => extract_latex(&latex_groups(caps)),
                 (Target::Latex, Found::Env(m)) => extract_latex(&m.groups),
-                (Target::Expr, Found::Caps(caps)) => extract_expr(caps),
+                (Target::Expr, Found::Caps(caps)) => {
+                    extract_expr(&|name| caps.name(name).map(|m| m.as_str()))
+                }
                 (Target::Expr, Found::Env(_)) => (None, String::new()),
             };
             if fallback.is_none() && !s.is_empty() {
@@ -716,17 +718,19 @@ fn split_equations(s: &str) -> Vec<&str> {
     parts
 }
 
-fn extract_expr(caps: &Captures<str>) -> (Option<Expr>, String) {
-    let group = |prefix: &str| {
-        (1..=3).find_map(|k| {
-            caps.name(&format!("{prefix}{k}"))
-                .map(|m| m.as_str().to_string())
-                .filter(|s| !s.is_empty())
-        })
+/// The number or expression of an expression-pattern match; `group` reads a
+/// named group of the match.
+fn extract_expr<'a>(group_text: &dyn Fn(&str) -> Option<&'a str>) -> (Option<Expr>, String) {
+    const INTEGER: [&str; 3] = ["integer1", "integer2", "integer3"];
+    const DECIMAL: [&str; 3] = ["decimal1", "decimal2", "decimal3"];
+    let group = |names: &[&str; 3]| {
+        names
+            .iter()
+            .find_map(|n| group_text(n).filter(|s| !s.is_empty()).map(str::to_string))
     };
-    let integer = group("integer").unwrap_or_default();
-    let decimal = group("decimal").unwrap_or_default();
-    let pct = caps.name("percent").is_some_and(|m| !m.as_str().is_empty());
+    let integer = group(&INTEGER).unwrap_or_default();
+    let decimal = group(&DECIMAL).unwrap_or_default();
+    let pct = group_text("percent").is_some_and(|m| !m.is_empty());
     if !integer.is_empty() || !decimal.is_empty() {
         let mut int: String = integer.chars().filter(|c| *c != ',' && *c != ' ').collect();
         int = int.trim_start_matches('0').to_string();
@@ -740,10 +744,7 @@ fn extract_expr(caps: &Captures<str>) -> (Option<Expr>, String) {
         });
         return (value, number_str);
     }
-    let expr = caps
-        .name("expr")
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
+    let expr = group_text("expr").unwrap_or_default().to_string();
     if expr.is_empty() {
         return (None, expr);
     }
