@@ -263,6 +263,23 @@ serl_status serl_build_generation_prompt(const char *const *seeds,
  */
 serl_status serl_difficulty_keep(double agreement, double lo, double hi, bool *keep_out);
 
+/**
+ * SeRL's RL arithmetic for hosts that run their own model: `request_json`
+ * is a JSON object with `estimator` ("reinforce", "rloo",
+ * "reinforce_baseline", "group_norm", "dr_grpo"), `kl_estimator` ("k1",
+ * "k2", "k3"), `kl_coef`, `n_samples_per_prompt`, `action_mask` (B×T),
+ * `rewards` (B), `log_probs` and `ref_log_probs` (B×T), and optionally
+ * `clip_eps` (0.2), `gamma` (1), `reward_clip` ([-10, 10]),
+ * `old_log_probs`, `new_log_probs`. `*result_json` receives (a string the
+ * caller owns) `{"kl", "shaped_rewards", "token_rewards", "returns",
+ * "advantages", "policy_loss_token_mean", "policy_loss_seq_mean"}`.
+ * Malformed JSON or inconsistent shapes give SERL_ERR_BAD_DATA.
+ *
+ * # Safety
+ * `request_json` is a NUL-terminated string; `result_json` is valid.
+ */
+serl_status serl_advantages(const char *request_json, char **result_json);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

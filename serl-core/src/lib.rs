@@ -3,8 +3,10 @@
 //!
 //! [`eval`] is the evaluator every surface calls: answer extraction and
 //! equivalence, majority-vote self-reward, instruction parsing and filters.
+//! [`rl`] is the reinforcement-learning arithmetic (KL, advantages, PPO loss).
 
 pub mod eval;
+pub mod rl;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -12,13 +12,17 @@ fn serl(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("serl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("serl finishes")
+    // Write from another thread: a large input and output would otherwise
+    // fill both pipes and block the test and serl on each other.
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        // serl may exit early on bad input and close its end; that is fine.
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("serl finishes");
+    writer.join().expect("writer thread");
+    out
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
@@ -234,4 +238,35 @@ fn bad_usage_exits_2() {
     );
     assert_eq!(serl(&["no-such-command"], "").status.code(), Some(2));
     assert_eq!(serl(&["filter"], "").status.code(), Some(2));
+}
+
+#[test]
+fn advantages_reproduce_rl_vectors() {
+    let cases = &common::fixture("rl.jsonl")[..20];
+    let input: String = cases.iter().map(|c| c.to_string() + "\n").collect();
+    let out = serl(&["advantages"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (g, c) in lines(&out).iter().zip(cases) {
+        let want = c["expected"]["policy_loss_token_mean"].as_f64().unwrap();
+        let got = g["policy_loss_token_mean"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-9 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
+        assert_eq!(
+            g["advantages"].as_array().unwrap().len(),
+            c["rewards"].as_array().unwrap().len()
+        );
+    }
+    let out = serl(&["advantages"], "{\"estimator\": \"ppo\"}\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `ppo`"));
+    let bad = "{\"estimator\": \"rloo\", \"kl_estimator\": \"k1\", \"kl_coef\": 0, \"n_samples_per_prompt\": 1, \"action_mask\": [[1]], \"rewards\": [1], \"log_probs\": [[0]], \"ref_log_probs\": [[0]]}\n";
+    let out = serl(&["advantages"], bad);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rloo needs at least 2"));
 }

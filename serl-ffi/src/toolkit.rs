@@ -338,3 +338,39 @@ pub unsafe extern "C" fn serl_difficulty_keep(
         Ok(())
     })
 }
+
+/// SeRL's RL arithmetic for hosts that run their own model: `request_json`
+/// is a JSON object with `estimator` ("reinforce", "rloo",
+/// "reinforce_baseline", "group_norm", "dr_grpo"), `kl_estimator` ("k1",
+/// "k2", "k3"), `kl_coef`, `n_samples_per_prompt`, `action_mask` (B×T),
+/// `rewards` (B), `log_probs` and `ref_log_probs` (B×T), and optionally
+/// `clip_eps` (0.2), `gamma` (1), `reward_clip` ([-10, 10]),
+/// `old_log_probs`, `new_log_probs`. `*result_json` receives (a string the
+/// caller owns) `{"kl", "shaped_rewards", "token_rewards", "returns",
+/// "advantages", "policy_loss_token_mean", "policy_loss_seq_mean"}`.
+/// Malformed JSON or inconsistent shapes give SERL_ERR_BAD_DATA.
+///
+/// # Safety
+/// `request_json` is a NUL-terminated string; `result_json` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn serl_advantages(
+    request_json: *const c_char,
+    result_json: *mut *mut c_char,
+) -> serl_status {
+    guard(|| {
+        // SAFETY: per this function's contract.
+        let request = unsafe { str_arg(request_json, "request_json") }?;
+        let result_json = out_arg(result_json, "result_json")?;
+        let request: serl_core::rl::AdvantageRequest = serde_json::from_str(request)
+            .map_err(|e| FfiError::BadData(format!("request_json: {e}")))?;
+        let out = request
+            .compute()
+            .map_err(|e| FfiError::BadData(e.to_string()))?;
+        let json =
+            serde_json::to_string(&out).map_err(|e| FfiError::BadData(format!("result: {e}")))?;
+        let s = owned_c_string(&json, "the result")?;
+        // SAFETY: checked non-NULL above.
+        unsafe { *result_json = s };
+        Ok(())
+    })
+}

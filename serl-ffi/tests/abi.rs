@@ -281,3 +281,28 @@ fn rouge_and_version() {
         .to_string();
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn advantages_through_json() {
+    let req = c(
+        r#"{"estimator": "group_norm", "kl_estimator": "k1", "kl_coef": 0.0, "n_samples_per_prompt": 2,
+        "action_mask": [[1, 1], [1, 0]], "rewards": [1, 0], "log_probs": [[0, 0], [0, 0]], "ref_log_probs": [[0, 0], [0, 0]]}"#,
+    );
+    let mut out = ptr::null_mut();
+    // SAFETY: valid pointers.
+    assert_eq!(unsafe { serl_advantages(req.as_ptr(), &mut out) }, SERL_OK);
+    let v: String = take(out);
+    assert!(
+        v.contains("\"advantages\"") && v.contains("\"policy_loss_token_mean\""),
+        "{v}"
+    );
+    let bad = c(r#"{"estimator": "rloo"}"#);
+    let mut out = ptr::null_mut();
+    // SAFETY: valid pointers.
+    assert_eq!(
+        unsafe { serl_advantages(bad.as_ptr(), &mut out) },
+        SERL_ERR_BAD_DATA
+    );
+    assert!(out.is_null());
+    assert!(last_error().contains("missing field"), "{}", last_error());
+}

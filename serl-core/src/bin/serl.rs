@@ -54,6 +54,10 @@ enum Command {
         #[arg(long, default_value_t = eval::DEFAULT_THRESHOLD)]
         threshold: f64,
     },
+    /// RL arithmetic for hosts with their own model: rl.jsonl's input fields →
+    /// {"kl", "shaped_rewards", "token_rewards", "returns", "advantages",
+    /// "policy_loss_token_mean", "policy_loss_seq_mean"}.
+    Advantages,
     /// One question-generation prompt: → {"system", "user"}.
     Prompt {
         /// JSONL seed set with a `problem` or `instruction` field.
@@ -129,6 +133,12 @@ fn run(command: Command) -> Result<()> {
                 Ok(json!({"kept": v.kept, "max_rouge_l": v.max_rouge_l, "argmax": v.argmax}))
             })
         }
+        Command::Advantages => map_stdin(|rec| {
+            let request: serl_core::rl::AdvantageRequest =
+                serde_json::from_value(Value::Object(rec.clone())).map_err(|e| anyhow!("{e}"))?;
+            let out = request.compute()?;
+            Ok(serde_json::to_value(out)?)
+        }),
         Command::Prompt {
             seeds,
             pool,
