@@ -48,7 +48,26 @@ fn is_digit(c: char) -> bool {
 }
 
 /// One environment at `i`: (end, kind, content range).
-fn env_at(t: &str, i: usize) -> Option<(usize, &'static str, usize, usize)> {
+fn env_at(t: &str, i: usize, boxed: bool) -> Option<(usize, &'static str, usize, usize)> {
+    let found = env_at_plain(t, i, boxed)?;
+    // In the boxed variant the content must hold `\boxed{`, one character or
+    // more, then `}`: the regex's lazy `X*?\boxed\{X+?\}X*?` over the same
+    // content (every environment kind has one possible closing here).
+    if boxed && !has_boxed_group(&t[found.2..found.3]) {
+        return None;
+    }
+    Some(found)
+}
+
+/// Whether `content` holds `\boxed{`, at least one character, then `}`.
+fn has_boxed_group(content: &str) -> bool {
+    content.match_indices("\\boxed{").any(|(k, m)| {
+        let mut rest = content[k + m.len()..].chars();
+        rest.next().is_some() && rest.as_str().contains('}')
+    })
+}
+
+fn env_at_plain(t: &str, i: usize, boxed: bool) -> Option<(usize, &'static str, usize, usize)> {
     let b = t.as_bytes();
     let at = |k: usize, s: &str| t.get(k..).is_some_and(|r| r.starts_with(s));
     let not_escaped = |k: usize| k == 0 || b[k - 1] != b'\\';
@@ -127,7 +146,10 @@ fn env_at(t: &str, i: usize) -> Option<(usize, &'static str, usize, usize)> {
             }
         }
     }
-    // 6. -?\frac{N}{N} with N = -?\d+(?:[.,]\d+)?
+    // 6. -?\frac{N}{N} with N = -?\d+(?:[.,]\d+)? (not in the boxed variant)
+    if boxed {
+        return None;
+    }
     let f = if b.get(i) == Some(&b'-') { i + 1 } else { i };
     if at(f, "\\frac{") {
         let number = |k: usize| -> Option<usize> {
@@ -177,7 +199,17 @@ fn percent_after(t: &str, mut k: usize) -> (usize, bool) {
 
 /// The pattern anchored at `i`.
 pub fn match_at(t: &str, i: usize) -> Option<EnvMatch<'_>> {
-    let (end, kind, cs, ce) = env_at(t, i)?;
+    match_at_with(t, i, false)
+}
+
+/// The boxed variant anchored at `i`: every environment must contain a
+/// `\boxed{…}`, and there is no fraction alternative.
+pub fn match_boxed_at(t: &str, i: usize) -> Option<EnvMatch<'_>> {
+    match_at_with(t, i, true)
+}
+
+fn match_at_with(t: &str, i: usize, boxed: bool) -> Option<EnvMatch<'_>> {
+    let (end, kind, cs, ce) = env_at(t, i, boxed)?;
     let (mut end, percent) = percent_after(t, end);
     let mut groups = vec![EnvGroup {
         kind,
@@ -204,7 +236,7 @@ pub fn match_at(t: &str, i: usize) -> Option<EnvMatch<'_>> {
         }
         // Greedy \s* first; give one whitespace back for " [" environments.
         for pos in std::iter::once(ws_end).chain(last_ws) {
-            if let Some((e, kind, cs, ce)) = env_at(t, pos) {
+            if let Some((e, kind, cs, ce)) = env_at(t, pos, boxed) {
                 let (e, percent) = percent_after(t, e);
                 groups.push(EnvGroup {
                     kind,

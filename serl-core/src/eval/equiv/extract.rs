@@ -59,6 +59,8 @@ enum Direct {
     /// `(?i:answer)` (`:` when the flag is set), up to 50 characters, then
     /// the LaTeX environments: the lazy gap is tried shortest first.
     AnswerEnv { colon: bool },
+    /// The LaTeX environments that contain a `\boxed{…}` ([`envscan::match_boxed_at`]).
+    BoxedEnv,
 }
 
 struct Pattern {
@@ -245,6 +247,7 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
                 .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}")),
             direct: match (start, target) {
                 (Start::LatexEnvPlain, _) => Some(Direct::Env),
+                (Start::LatexEnvBoxed, _) => Some(Direct::BoxedEnv),
                 (Start::Literal("answer:"), Target::Latex) => {
                     Some(Direct::AnswerEnv { colon: true })
                 }
@@ -502,6 +505,7 @@ impl Found<'_> {
 fn match_direct(d: Direct, text: &str, i: usize) -> Option<envscan::EnvMatch<'_>> {
     match d {
         Direct::Env => envscan::match_at(text, i),
+        Direct::BoxedEnv => envscan::match_boxed_at(text, i),
         Direct::AnswerEnv { colon } => {
             let from = i + if colon { 7 } else { 6 };
             let gap = text.get(from..)?;
@@ -868,7 +872,7 @@ mod tests {
     #[test]
     fn direct_env_matcher_equals_the_regex() {
         let direct: Vec<&Pattern> = PATTERNS.iter().filter(|p| p.direct.is_some()).collect();
-        assert_eq!(direct.len(), 3);
+        assert_eq!(direct.len(), 4);
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut texts: Vec<String> = Vec::new();
         for (file, keys) in [
