@@ -12,7 +12,6 @@ use super::envscan;
 use super::expr::Expr;
 use super::latex::{self, BoxedMode};
 use super::num::Num;
-use super::numscan;
 use crate::eval::py;
 
 /// One element of math_verify's parse result.
@@ -62,8 +61,6 @@ enum Direct {
     AnswerEnv { colon: bool },
     /// The LaTeX environments that contain a `\boxed{…}` ([`envscan::match_boxed_at`]).
     BoxedEnv,
-    /// The anchored number pattern ([`numscan::match_at`]).
-    Number,
 }
 
 struct Pattern {
@@ -251,7 +248,6 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             direct: match (start, target) {
                 (Start::LatexEnvPlain, _) => Some(Direct::Env),
                 (Start::LatexEnvBoxed, _) => Some(Direct::BoxedEnv),
-                (Start::ExprAnchor, Target::Expr) => Some(Direct::Number),
                 (Start::Literal("answer:"), Target::Latex) => {
                     Some(Direct::AnswerEnv { colon: true })
                 }
@@ -493,7 +489,6 @@ impl<'t> Starts<'t> {
 /// direct environment matcher.
 enum Found<'t> {
     Caps(Captures<'t, str>),
-    Num(numscan::NumberMatch<'t>),
     Env(envscan::EnvMatch<'t>),
 }
 
@@ -502,7 +497,6 @@ impl Found<'_> {
         match self {
             Found::Caps(c) => c.get(0).map_or((0, 0), |m| (m.start(), m.end())),
             Found::Env(m) => (m.start, m.end),
-            Found::Num(m) => (m.start, m.end),
         }
     }
 }
@@ -512,7 +506,6 @@ fn match_direct(d: Direct, text: &str, i: usize) -> Option<envscan::EnvMatch<'_>
     match d {
         Direct::Env => envscan::match_at(text, i),
         Direct::BoxedEnv => envscan::match_boxed_at(text, i),
-        Direct::Number => None,
         Direct::AnswerEnv { colon } => {
             let from = i + if colon { 7 } else { 6 };
             let gap = text.get(from..)?;
@@ -536,9 +529,7 @@ fn find_all<'t>(p: &Pattern, text: &'t str, starts: &mut Starts<'t>) -> Vec<Foun
         if i < next {
             continue;
         }
-        let found = if p.direct == Some(Direct::Number) {
-            numscan::match_at(text, i).map(Found::Num)
-        } else if let Some(d) = p.direct {
+        let found = if let Some(d) = p.direct {
             match_direct(d, text, i).map(Found::Env)
         } else {
             // An error is the backtracking limit: no match at this position.
@@ -591,10 +582,7 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
                 (Target::Expr, Found::Caps(caps)) => {
                     extract_expr(&|name| caps.name(name).map(|m| m.as_str()))
                 }
-                (Target::Expr, Found::Num(m)) => extract_expr(&|name| number_group(m, name)),
-                (Target::Expr, Found::Env(_)) | (Target::Latex, Found::Num(_)) => {
-                    (None, String::new())
-                }
+                (Target::Expr, Found::Env(_)) => (None, String::new()),
             };
             if fallback.is_none() && !s.is_empty() {
                 fallback = Some(s);
@@ -732,22 +720,6 @@ fn split_equations(s: &str) -> Vec<&str> {
     }
     parts.push(&s[start..]);
     parts
-}
-
-/// A named group of the number pattern, from the direct matcher.
-fn number_group<'t>(m: &numscan::NumberMatch<'t>, name: &str) -> Option<&'t str> {
-    let (int_name, dec_name) = match m.alternative {
-        1 => ("integer1", "decimal1"),
-        2 => ("integer2", "decimal2"),
-        3 => ("", "decimal3"),
-        _ => ("integer3", ""),
-    };
-    match name {
-        "percent" => m.percent,
-        n if n == int_name => m.integer,
-        n if n == dec_name => m.decimal,
-        _ => None,
-    }
 }
 
 /// The number or expression of an expression-pattern match; `group` reads a
@@ -899,15 +871,8 @@ mod tests {
     /// gives exactly the regex's matches at every candidate position.
     #[test]
     fn direct_env_matcher_equals_the_regex() {
-        let direct: Vec<&Pattern> = PATTERNS
-            .iter()
-            .filter(|p| p.direct.is_some() && p.direct != Some(Direct::Number))
-            .collect();
+        let direct: Vec<&Pattern> = PATTERNS.iter().filter(|p| p.direct.is_some()).collect();
         assert_eq!(direct.len(), 4);
-        let number = PATTERNS
-            .iter()
-            .find(|p| p.direct == Some(Direct::Number))
-            .expect("the number pattern");
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
         let mut texts: Vec<String> = Vec::new();
         for (file, keys) in [
@@ -944,36 +909,6 @@ mod tests {
             .iter()
             .filter(|t| !t.contains(['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}']))
         {
-            for &i in Starts::new(t.as_str()).get(number.start) {
-                let got = numscan::match_at(t, i).map(|m| {
-                    let groups: Vec<(&str, Option<&str>)> = [
-                        "integer1", "integer2", "integer3", "decimal1", "decimal2", "decimal3",
-                        "percent",
-                    ]
-                    .iter()
-                    .map(|n| (*n, number_group(&m, n)))
-                    .collect();
-                    (m.start, m.end, groups)
-                });
-                let regex = number
-                    .re
-                    .captures_from_pos(t.as_str(), i)
-                    .ok()
-                    .flatten()
-                    .map(|c| {
-                        let m0 = c.get(0).expect("group 0");
-                        let groups: Vec<(&str, Option<&str>)> = [
-                            "integer1", "integer2", "integer3", "decimal1", "decimal2", "decimal3",
-                            "percent",
-                        ]
-                        .iter()
-                        .map(|n| (*n, c.name(n).map(|m| m.as_str())))
-                        .collect();
-                        (m0.start(), m0.end(), groups)
-                    });
-                assert_eq!(got, regex, "number: text {t:?} at {i}");
-                checked += 1;
-            }
             for p in &direct {
                 let Some(d) = p.direct else { continue };
                 for &i in Starts::new(t.as_str()).get(p.start) {

@@ -7,7 +7,6 @@ mod expr;
 mod extract;
 mod latex;
 mod num;
-mod numscan;
 
 pub use expr::Expr;
 pub use extract::{Parsed, parse_candidates};
