@@ -81,6 +81,23 @@ pub(crate) fn owned_c_string(s: &str, what: &str) -> Result<*mut c_char, FfiErro
     })
 }
 
+/// Two strings the caller owns, or neither (the first is freed when the
+/// second cannot be made).
+pub(crate) fn owned_c_string_pair(
+    first: (&str, &str),
+    second: (&str, &str),
+) -> Result<(*mut c_char, *mut c_char), FfiError> {
+    let a = owned_c_string(first.0, first.1)?;
+    match owned_c_string(second.0, second.1) {
+        Ok(b) => Ok((a, b)),
+        Err(e) => {
+            // SAFETY: `a` was just allocated here and is not handed out.
+            unsafe { free_c_string(a) };
+            Err(e)
+        }
+    }
+}
+
 /// Frees a string returned by libserl.
 ///
 /// # Safety

@@ -8,7 +8,8 @@ use serl_core::eval::{self, CaseMode, Rng, VoteMode};
 
 use crate::boundary::{FfiError, guard, serl_status};
 use crate::convert::{
-    free_c_string, out_arg, owned_c_string, str_arg, str_array_arg, str_array_arg_or_empty,
+    free_c_string, out_arg, owned_c_string, owned_c_string_pair, str_arg, str_array_arg,
+    str_array_arg_or_empty,
 };
 
 /// How [`serl_vote`] groups answers.
@@ -89,15 +90,10 @@ pub unsafe extern "C" fn serl_extract_answer(
         let normalized_out = out_arg(normalized_out, "normalized_out")?;
         let answer = eval::extract_answer(response);
         let normalized = eval::strip_string(&answer);
-        let a = owned_c_string(&answer, "the answer")?;
-        let n = match owned_c_string(&normalized, "the normalized answer") {
-            Ok(n) => n,
-            Err(e) => {
-                // SAFETY: `a` was just allocated and is not handed out.
-                unsafe { free_c_string(a) };
-                return Err(e);
-            }
-        };
+        let (a, n) = owned_c_string_pair(
+            (&answer, "the answer"),
+            (&normalized, "the normalized answer"),
+        )?;
         // SAFETY: checked non-NULL above.
         unsafe {
             *answer_out = a;
@@ -290,15 +286,10 @@ pub unsafe extern "C" fn serl_build_generation_prompt(
             return Err(FfiError::InvalidArgument("shots is 0".into()));
         }
         let p = eval::build_generation_prompt(&seeds, &pool, shots, &mut Rng::new(seed));
-        let s = owned_c_string(&p.system, "the system message")?;
-        let u = match owned_c_string(&p.user, "the user message") {
-            Ok(u) => u,
-            Err(e) => {
-                // SAFETY: allocated just above and not handed out.
-                unsafe { free_c_string(s) };
-                return Err(e);
-            }
-        };
+        let (s, u) = owned_c_string_pair(
+            (&p.system, "the system message"),
+            (&p.user, "the user message"),
+        )?;
         // SAFETY: checked non-NULL above.
         unsafe {
             *system_out = s;
