@@ -71,31 +71,21 @@ fn env_at_plain(t: &str, i: usize, boxed: bool) -> Option<(usize, &'static str, 
     let b = t.as_bytes();
     let at = |k: usize, s: &str| t.get(k..).is_some_and(|r| r.starts_with(s));
     let not_escaped = |k: usize| k == 0 || b[k - 1] != b'\\';
-    // 1. $$ … $$ : the content holds no "$$".
-    if at(i, "$$") && not_escaped(i) {
-        let mut k = i + 2;
-        while k < b.len() {
-            if at(k, "$$") {
-                if k > i + 2 && b[k - 1] != b'\\' {
-                    return Some((k + 2, "latexDisplayDollar", i + 2, k));
-                }
-                break;
-            }
-            k += 1;
+    // 1. $$ … $$ and 2. \[ … \]: the content runs to the first closing
+    // delimiter (it cannot hold one), which must not be escaped.
+    let display = |open: &str, close: &str, kind: &'static str| {
+        if !(at(i, open) && not_escaped(i)) {
+            return None;
         }
+        let from = i + open.len();
+        let k = from + t[from..].find(close)?;
+        (k > from && b[k - 1] != b'\\').then_some((k + close.len(), kind, from, k))
+    };
+    if let Some(m) = display("$$", "$$", "latexDisplayDollar") {
+        return Some(m);
     }
-    // 2. \[ … \] : the content holds no "\]".
-    if at(i, "\\[") && not_escaped(i) {
-        let mut k = i + 2;
-        while k < b.len() {
-            if at(k, "\\]") {
-                if k > i + 2 && b[k - 1] != b'\\' {
-                    return Some((k + 2, "latexDisplayBracket", i + 2, k));
-                }
-                break;
-            }
-            k += 1;
-        }
+    if let Some(m) = display("\\[", "\\]", "latexDisplayBracket") {
+        return Some(m);
     }
     // 3. $ … $ : units are "\$" or one character other than newline and "$".
     if b.get(i) == Some(&b'$') && not_escaped(i) && !prev_char(t, i).is_some_and(is_digit) {
