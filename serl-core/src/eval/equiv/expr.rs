@@ -143,11 +143,6 @@ impl C {
 }
 
 impl Expr {
-    /// A number.
-    pub fn num(n: Num) -> Expr {
-        Expr::Num(n)
-    }
-
     /// `a - b`.
     pub fn minus(a: Expr, b: Expr) -> Expr {
         Expr::Add(vec![a, Expr::negate(b)])
@@ -489,20 +484,6 @@ fn exact_number_eq(x: Num, y: Num) -> bool {
     }
 }
 
-/// The number an expression evaluates to (`doit`), exactly when possible.
-fn value_of(e: &Expr) -> Option<Num> {
-    if let Some(n) = e.exact() {
-        return Some(n);
-    }
-    let mut syms: Vec<&str> = Vec::new();
-    e.symbols(&mut syms);
-    if !syms.is_empty() || e.contains_inf() {
-        return None;
-    }
-    let v = e.eval(&|_| 0.0)?;
-    (v.im.abs() < 1e-12).then_some(Num::Float(v.re))
-}
-
 /// math_verify's `sympy_expr_eq` (strict mode).
 pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
     // Fast path for the common case of two plain numbers (no relation, set
@@ -712,14 +693,6 @@ fn compare_symbols(gold: &Expr, pred: &Expr) -> bool {
             norm(g) == norm(p)
         }
         _ => false,
-    }
-}
-
-impl Expr {
-    /// The numeric value when the expression has no free symbol (for
-    /// diagnostics and callers that want a number).
-    pub fn numeric_value(&self) -> Option<f64> {
-        value_of(self).map(Num::to_f64)
     }
 }
 

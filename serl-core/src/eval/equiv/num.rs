@@ -2,8 +2,6 @@
 //! stays in `i128`, otherwise (and for decimal literals, like sympy's
 //! `Float`) floating point.
 
-use std::cmp::Ordering;
-
 /// An exact rational or a float.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {
@@ -149,16 +147,6 @@ impl Num {
             }
         }
         Some(acc)
-    }
-
-    /// Exact comparison where both are rationals, else by `f64`.
-    pub fn cmp_value(self, o: Num) -> Option<Ordering> {
-        if let Some((an, ad, bn, bd)) = Self::both_rat(self, o) {
-            if let (Some(l), Some(r)) = (an.checked_mul(bd), bn.checked_mul(ad)) {
-                return Some(l.cmp(&r));
-            }
-        }
-        self.to_f64().partial_cmp(&o.to_f64())
     }
 
     /// Rounded to `digits` decimals (sympy `round`), as `f64`.
