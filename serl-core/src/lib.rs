@@ -4,8 +4,12 @@
 //! [`eval`] is the evaluator every surface calls: answer extraction and
 //! equivalence, majority-vote self-reward, instruction parsing and filters.
 //! [`rl`] is the reinforcement-learning arithmetic (KL, advantages, PPO loss).
+//! [`model`] (feature `train`) is the model engine: a trainable
+//! Llama/Qwen2 decoder in candle, HF and GGUF loading, tokenizer, sampling.
 
 pub mod eval;
+#[cfg(feature = "train")]
+pub mod model;
 pub mod rl;
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -1,0 +1,301 @@
+//! Batched sampling: prompts of different lengths in one batch, n samples
+//! per prompt sharing one prefill, vLLM-style penalties, stop on EOS ids or
+//! stop strings, a seeded RNG per sample (same seed, same output, whatever
+//! the batch), streaming through a callback.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+use super::llama::{Model, RolloutState};
+use super::sample::{self, Knobs};
+use super::tokenizer::Tokenizer;
+use crate::eval::Rng;
+
+/// How to sample (vLLM semantics; temperature 0 means greedy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// Samples per prompt.
+    pub n: usize,
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Nucleus mass in (0, 1].
+    pub top_p: f32,
+    /// Keep the k most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Subtracted once from the logit of every token already generated.
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence from the logit of generated tokens.
+    pub frequency_penalty: f32,
+    /// Most tokens to generate per sample.
+    pub max_new_tokens: usize,
+    /// Generation of a sample stops when its text contains one of these
+    /// (the stop string is not part of the returned text).
+    pub stop: Vec<String>,
+    /// Extra end-of-sequence ids besides the model's.
+    pub stop_token_ids: Vec<u32>,
+    /// RNG seed.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            max_new_tokens: 256,
+            stop: Vec::new(),
+            stop_token_ids: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Checks every knob is in range, naming the one that is not.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        if self.n == 0 {
+            return bad("n must be at least 1".into());
+        }
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad(format!(
+                "temperature {} must be finite and >= 0",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top_p {} must be in (0, 1]", self.top_p));
+        }
+        if !self.presence_penalty.is_finite() || !self.frequency_penalty.is_finite() {
+            return bad("penalties must be finite".into());
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens must be at least 1".into());
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return bad("stop strings must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Prompts (token ids) and how to sample them.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// One token-id list per prompt.
+    pub prompts: Vec<Vec<u32>>,
+    /// Sampling knobs.
+    pub params: SamplingParams,
+}
+
+/// Why a sample ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+}
+
+/// One generated sample.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Generation {
+    /// Index of its prompt in the request.
+    pub prompt_index: usize,
+    /// Which of the n samples of that prompt.
+    pub sample_index: usize,
+    /// Generated ids (an ending EOS id included).
+    pub token_ids: Vec<u32>,
+    /// log p of each generated id under the model (before temperature and
+    /// penalties), as an RL trainer's old-policy log-probs.
+    pub logprobs: Vec<f32>,
+    /// Decoded text without special tokens, cut before a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+}
+
+/// A token as it is produced, for streaming.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEvent {
+    /// Prompt index.
+    pub prompt_index: usize,
+    /// Sample index.
+    pub sample_index: usize,
+    /// The new token.
+    pub token_id: u32,
+}
+
+/// Stop strings are looked for in the text of this many final tokens.
+const STOP_WINDOW: usize = 64;
+
+struct Row {
+    prompt: usize,
+    sample: usize,
+    rng: Rng,
+    ids: Vec<u32>,
+    logprobs: Vec<f32>,
+    counts: Vec<(u32, u32)>,
+    done: Option<FinishReason>,
+}
+
+impl Row {
+    fn push(&mut self, token: u32, logprob: f32) {
+        self.ids.push(token);
+        self.logprobs.push(logprob);
+        match self.counts.iter_mut().find(|(t, _)| *t == token) {
+            Some((_, c)) => *c += 1,
+            None => self.counts.push((token, 1)),
+        }
+    }
+}
+
+fn row_seed(seed: u64, prompt: usize, sample: usize) -> u64 {
+    let mut r = Rng::new(seed ^ 0x5e71_0000_0000_0000);
+    let a = r.next_u64();
+    let mut r = Rng::new(a ^ (prompt as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let b = r.next_u64();
+    Rng::new(b ^ (sample as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)).next_u64()
+}
+
+/// Samples `params.n` continuations of every prompt. `on_token` sees each
+/// token as it is chosen. Results are ordered by prompt, then sample.
+pub fn generate(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(TokenEvent),
+) -> Result<Vec<Generation>, ModelError> {
+    let p = &req.params;
+    p.validate()?;
+    if req.prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut eos: Vec<u32> = model.config().eos_token_ids.clone();
+    eos.extend(tokenizer.eos_ids());
+    eos.extend(&p.stop_token_ids);
+    let knobs = Knobs {
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k,
+        presence_penalty: p.presence_penalty,
+        frequency_penalty: p.frequency_penalty,
+    };
+    // Prefill each prompt once; its n samples share the cache.
+    let mut states = Vec::with_capacity(req.prompts.len());
+    let mut rows = Vec::new();
+    for (pi, prompt) in req.prompts.iter().enumerate() {
+        if prompt.is_empty() {
+            return Err(ModelError::Invalid(format!("prompt {pi} is empty")));
+        }
+        let (state, logits) = model.prefill(prompt, p.max_new_tokens)?;
+        for s in 0..p.n {
+            let mut row = Row {
+                prompt: pi,
+                sample: s,
+                rng: Rng::new(row_seed(p.seed, pi, s)),
+                ids: Vec::new(),
+                logprobs: Vec::new(),
+                counts: Vec::new(),
+                done: None,
+            };
+            let mut l = logits.clone();
+            let t = sample::choose(&mut l, &row.counts, &knobs, &mut row.rng);
+            row.push(t as u32, sample::logprob_of(&logits, t));
+            on_token(TokenEvent {
+                prompt_index: pi,
+                sample_index: s,
+                token_id: t as u32,
+            });
+            rows.push(row);
+        }
+        states.push(state);
+    }
+    for row in rows.iter_mut() {
+        check_done(row, &eos, p, tokenizer)?;
+    }
+    let parts: Vec<(&RolloutState, usize)> = states.iter().map(|s| (s, p.n)).collect();
+    let mut state = RolloutState::merge(&parts, p.max_new_tokens)?;
+    drop(states);
+    // Rows of the batch still running, as indices into `rows`.
+    let mut active: Vec<usize> = (0..rows.len()).collect();
+    loop {
+        let keep: Vec<usize> = (0..active.len())
+            .filter(|&j| rows[active[j]].done.is_none())
+            .collect();
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() != active.len() {
+            state.select(&keep)?;
+            active = keep.iter().map(|&j| active[j]).collect();
+        }
+        let last: Vec<u32> = active
+            .iter()
+            .map(|&r| *rows[r].ids.last().unwrap_or(&0))
+            .collect();
+        let logits: Tensor = model.decode(&mut state, &last)?;
+        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        for (j, &r) in active.iter().enumerate() {
+            let row = &mut rows[r];
+            let mut l = logits[j].clone();
+            let t = sample::choose(&mut l, &row.counts, &knobs, &mut row.rng);
+            row.push(t as u32, sample::logprob_of(&logits[j], t));
+            on_token(TokenEvent {
+                prompt_index: row.prompt,
+                sample_index: row.sample,
+                token_id: t as u32,
+            });
+            check_done(row, &eos, p, tokenizer)?;
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body: &[u32] = match row.ids.last() {
+            Some(t) if eos.contains(t) => &row.ids[..row.ids.len() - 1],
+            _ => &row.ids,
+        };
+        let mut text = tokenizer.decode(body, true)?;
+        if let Some(cut) = p.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(cut);
+        }
+        out.push(Generation {
+            prompt_index: row.prompt,
+            sample_index: row.sample,
+            token_ids: row.ids,
+            logprobs: row.logprobs,
+            text,
+            finish_reason: row.done.unwrap_or(FinishReason::Length),
+        });
+    }
+    Ok(out)
+}
+
+fn check_done(
+    row: &mut Row,
+    eos: &[u32],
+    p: &SamplingParams,
+    tok: &Tokenizer,
+) -> Result<(), ModelError> {
+    let last = *row.ids.last().unwrap_or(&0);
+    if eos.contains(&last) {
+        row.done = Some(FinishReason::Stop);
+    } else if !p.stop.is_empty() {
+        let from = row.ids.len().saturating_sub(STOP_WINDOW);
+        let tail = tok.decode(&row.ids[from..], true)?;
+        if p.stop.iter().any(|s| tail.contains(s.as_str())) {
+            row.done = Some(FinishReason::Stop);
+        }
+    }
+    if row.done.is_none() && row.ids.len() >= p.max_new_tokens {
+        row.done = Some(FinishReason::Length);
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The model engine: a Llama-family decoder (Llama 3.x, Qwen2/2.5, SmolLM2)
+//! in candle with a differentiable training path and a cached rollout path,
+//! Hugging Face and GGUF loading, Hugging Face saving, the tokenizer with its
+//! chat template, and batched sampling.
+
+mod config;
+mod gguf;
+mod llama;
+mod ops;
+mod sample;
+mod store;
+mod tokenizer;
+
+pub mod generate;
+
+pub use candle_core::{DType, Device};
+pub use config::{Family, Llama3RopeScaling, ModelConfig};
+pub use generate::{GenerateRequest, Generation, SamplingParams};
+pub use llama::{Model, RolloutState};
+pub use store::{LoadOptions, load_model};
+pub use tokenizer::{CHATML_TEMPLATE, ChatMessage, Tokenizer, byte_to_char};
+
+/// What can go wrong loading, running or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is malformed (names the file and the field).
+    #[error("{0}")]
+    Format(String),
+    /// A valid checkpoint this engine does not run.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A request that cannot be satisfied (bad sampling parameter, empty prompt, ...).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The tokenizer or chat template failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A tensor operation failed (shape mismatch, device error, ...).
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Parses a device name: `cpu`, `cuda` or `cuda:N`.
+pub fn device_from_name(name: &str) -> Result<Device, ModelError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        n if n == "cuda" || n.starts_with("cuda:") => {
+            let ordinal = match n.strip_prefix("cuda:") {
+                Some(i) => i
+                    .parse::<usize>()
+                    .map_err(|_| ModelError::Invalid(format!("device {n:?}: bad CUDA ordinal")))?,
+                None => 0,
+            };
+            Device::new_cuda(ordinal).map_err(|e| {
+                ModelError::Unsupported(format!(
+                    "device {n:?}: {e} (build with the `cuda` feature)"
+                ))
+            })
+        }
+        other => Err(ModelError::Invalid(format!(
+            "device {other:?} (expected cpu, cuda or cuda:N)"
+        ))),
+    }
+}
+
+/// Parses a dtype name: `f32`, `bf16` or `f16`.
+pub fn dtype_from_name(name: &str) -> Result<DType, ModelError> {
+    match name {
+        "f32" | "float32" => Ok(DType::F32),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        "f16" | "float16" => Ok(DType::F16),
+        other => Err(ModelError::Invalid(format!(
+            "dtype {other:?} (expected f32, bf16 or f16)"
+        ))),
+    }
+}

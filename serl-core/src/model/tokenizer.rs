@@ -1,0 +1,326 @@
+//! Text ⇄ token ids (Hugging Face `tokenizers`) and chat templates rendered
+//! with Jinja (`minijinja`) as transformers renders them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role and text.
+    pub fn new(role: &str, content: &str) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A tokenizer with its special tokens and chat template.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    json: String,
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    pad_token: Option<String>,
+    eos_ids: Vec<u32>,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+/// A special token in `tokenizer_config.json`: a string or `{"content": ...}`.
+fn token_field(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(String::from),
+        _ => None,
+    }
+}
+
+impl Tokenizer {
+    /// Builds a tokenizer from a `tokenizer.json` document and its special tokens.
+    pub fn from_json(
+        json: &str,
+        chat_template: Option<String>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        pad_token: Option<String>,
+        origin: &str,
+    ) -> Result<Self, ModelError> {
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e| ModelError::Tokenizer(format!("{origin}: {e}")))?;
+        let eos_ids = eos_token
+            .as_deref()
+            .and_then(|t| inner.token_to_id(t))
+            .into_iter()
+            .collect();
+        Ok(Tokenizer {
+            inner,
+            json: json.to_string(),
+            chat_template,
+            bos_token,
+            eos_token,
+            pad_token,
+            eos_ids,
+        })
+    }
+
+    /// Loads `tokenizer.json` plus `tokenizer_config.json` (special tokens,
+    /// chat template) and `chat_template.jinja` from a Hugging Face directory.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
+        let tj = dir.join("tokenizer.json");
+        let json = std::fs::read_to_string(&tj).map_err(|e| ModelError::io(&tj, e))?;
+        let tc = dir.join("tokenizer_config.json");
+        let cfg: serde_json::Value = match std::fs::read_to_string(&tc) {
+            Ok(s) => serde_json::from_str(&s).map_err(|e| {
+                ModelError::Format(format!("{}: not valid JSON: {e}", tc.display()))
+            })?,
+            Err(_) => serde_json::Value::Null,
+        };
+        let mut template = match cfg.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            // A list of named templates: use "default".
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(|t| t.as_str())
+                .map(String::from),
+            _ => None,
+        };
+        let jinja = dir.join("chat_template.jinja");
+        if let Ok(s) = std::fs::read_to_string(&jinja) {
+            template = Some(s);
+        }
+        Tokenizer::from_json(
+            &json,
+            template,
+            token_field(cfg.get("bos_token")),
+            token_field(cfg.get("eos_token")),
+            token_field(cfg.get("pad_token")),
+            &tj.display().to_string(),
+        )
+    }
+
+    /// Writes `tokenizer.json`, `tokenizer_config.json` and (when there is a
+    /// template) `chat_template.jinja` into `dir` (each via a temporary file).
+    pub fn save_hf(&self, dir: &Path) -> Result<(), ModelError> {
+        super::store::write_atomic(&dir.join("tokenizer.json"), self.json.as_bytes())?;
+        let mut cfg = serde_json::Map::new();
+        cfg.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+        cfg.insert("clean_up_tokenization_spaces".into(), false.into());
+        cfg.insert("add_bos_token".into(), false.into());
+        for (k, v) in [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+        ] {
+            if let Some(v) = v {
+                cfg.insert(k.into(), v.clone().into());
+            }
+        }
+        if let Some(t) = &self.chat_template {
+            cfg.insert("chat_template".into(), t.clone().into());
+            super::store::write_atomic(&dir.join("chat_template.jinja"), t.as_bytes())?;
+        }
+        let text =
+            serde_json::to_string_pretty(&serde_json::Value::Object(cfg)).map_err(tok_err)?;
+        super::store::write_atomic(&dir.join("tokenizer_config.json"), text.as_bytes())
+    }
+
+    /// Token ids of `text` (no special tokens added; special-token strings
+    /// inside the text are matched as whole tokens).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// The byte-level pieces of `text` (as the vocabulary spells them).
+    pub fn tokens(&self, text: &str) -> Result<Vec<String>, ModelError> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_tokens()
+            .to_vec())
+    }
+
+    /// Text of `ids`; special tokens are kept unless `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.inner.decode(ids, skip_special).map_err(tok_err)
+    }
+
+    /// Id of a token string.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// End-of-sequence ids (from the tokenizer's EOS token).
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    /// The BOS token string, if any.
+    pub fn bos_token(&self) -> Option<&str> {
+        self.bos_token.as_deref()
+    }
+
+    /// The EOS token string, if any.
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+
+    /// The chat template text, if any.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Replaces the chat template.
+    pub fn set_chat_template(&mut self, template: Option<String>) {
+        self.chat_template = template;
+    }
+
+    /// Renders the chat template as transformers' `apply_chat_template(...,
+    /// tokenize=False)` does (Jinja with trim_blocks and lstrip_blocks).
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| ModelError::Tokenizer("this tokenizer has no chat template".into()))?;
+        let mut env = minijinja::Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", template)
+            .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.clone().unwrap_or_default(),
+            eos_token => self.eos_token.clone().unwrap_or_default(),
+        })
+        .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))
+    }
+}
+
+/// GPT-2's byte → printable character table used by byte-level BPE.
+pub fn byte_to_char() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut extra = 256u32;
+    for b in 0..256u32 {
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let c = if printable {
+            b
+        } else {
+            extra += 1;
+            extra - 1
+        };
+        table[b as usize] = char::from_u32(c).unwrap_or('?');
+    }
+    table
+}
+
+/// The ChatML template (`<|im_start|>role\ncontent<|im_end|>\n`), as
+/// SmolLM2 and Qwen use, without a default system prompt.
+pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+impl Tokenizer {
+    /// A byte-level BPE tokenizer: ids 0–2 are `<|endoftext|>`,
+    /// `<|im_start|>`, `<|im_end|>` (EOS), then the 256 bytes, then one token
+    /// per merge (in order); ChatML chat template. Small models made by this
+    /// project (tests, the embedded demo) use it.
+    pub fn byte_level(merges: &[(String, String)]) -> Result<Self, ModelError> {
+        let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+        let mut vocab = serde_json::Map::new();
+        let mut added = Vec::new();
+        for (i, s) in specials.iter().enumerate() {
+            vocab.insert(s.to_string(), i.into());
+            added.push(
+                serde_json::json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true}),
+            );
+        }
+        for c in byte_to_char() {
+            let n = vocab.len();
+            vocab.insert(c.to_string(), n.into());
+        }
+        let mut merge_list = Vec::new();
+        for (a, b) in merges {
+            for part in [a, b] {
+                if !vocab.contains_key(part.as_str()) {
+                    return Err(ModelError::Tokenizer(format!(
+                        "merge part {part:?} is not in the vocabulary"
+                    )));
+                }
+            }
+            let joined = format!("{a}{b}");
+            if !vocab.contains_key(&joined) {
+                let n = vocab.len();
+                vocab.insert(joined, n.into());
+            }
+            merge_list.push(serde_json::json!([a, b]));
+        }
+        let doc = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merge_list}
+        });
+        let json = serde_json::to_string(&doc).map_err(tok_err)?;
+        Tokenizer::from_json(
+            &json,
+            Some(CHATML_TEMPLATE.to_string()),
+            Some("<|im_start|>".into()),
+            Some("<|im_end|>".into()),
+            Some("<|im_end|>".into()),
+            "byte-level tokenizer",
+        )
+    }
+}
