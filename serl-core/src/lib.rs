@@ -6,11 +6,14 @@
 //! [`rl`] is the reinforcement-learning arithmetic (KL, advantages, PPO loss).
 //! [`model`] (feature `train`) is the model engine: a trainable
 //! Llama/Qwen2 decoder in candle, HF and GGUF loading, tokenizer, sampling.
+//! [`train`] (feature `train`) is the SeRL trainer built on both.
 
 pub mod eval;
 #[cfg(feature = "train")]
 pub mod model;
 pub mod rl;
+#[cfg(feature = "train")]
+pub mod train;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

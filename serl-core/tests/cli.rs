@@ -270,3 +270,69 @@ fn advantages_reproduce_rl_vectors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rloo needs at least 2"));
 }
+
+/// A tiny random model saved in Hugging Face format for `serl generate`.
+#[cfg(feature = "train")]
+fn tiny_model_dir() -> std::path::PathBuf {
+    use serl_core::model::{DType, Device, Family, Model, ModelConfig, Tokenizer};
+    let dir = std::env::temp_dir().join(format!("serl-cli-model-{}", std::process::id()));
+    let cfg = ModelConfig {
+        family: Family::Llama,
+        vocab_size: 259,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 128,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    };
+    let model = Model::random(cfg, 1, &Device::Cpu, DType::F32).unwrap();
+    model.save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir).unwrap();
+    dir
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn generate_prints_json_samples_and_a_rate() {
+    let dir = tiny_model_dir();
+    let m = dir.to_str().unwrap();
+    let out = serl(
+        &["generate", "--model", m, "--prompt", "hi", "--chat", "--n", "2", "--temperature", "0.9", "--max-new-tokens", "5", "--seed", "4", "--json"],
+        "",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs = lines(&out);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        let ids = r["token_ids"].as_array().unwrap();
+        assert!(!ids.is_empty() && ids.len() <= 5);
+        assert_eq!(r["logprobs"].as_array().unwrap().len(), ids.len());
+        assert!(r["text"].is_string());
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
+    // Same seed, same samples.
+    let again = serl(
+        &["generate", "--model", m, "--prompt", "hi", "--chat", "--n", "2", "--temperature", "0.9", "--max-new-tokens", "5", "--seed", "4", "--json"],
+        "",
+    );
+    assert_eq!(lines(&again), recs);
+    // Streaming text mode.
+    let out = serl(&["generate", "--model", m, "--prompt", "hi", "--temperature", "0", "--max-new-tokens", "3"], "");
+    assert!(out.status.success());
+    // Bad knobs and paths: exit 1 with a message naming them.
+    let out = serl(&["generate", "--model", m, "--prompt", "hi", "--top-p", "1.5"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("top_p"));
+    let out = serl(&["generate", "--model", "/nonexistent/model", "--prompt", "hi"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,8 @@ use super::equiv::{Parsed, parse_candidates, verify};
 use super::extract::{extract_answer, strip_string};
 
 /// How answers are grouped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VoteMode {
     /// Exact match of the normalised answers (SeRL's `math_maj_reward`).
     #[default]

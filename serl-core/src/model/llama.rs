@@ -471,6 +471,41 @@ impl Model {
         Ok(self.step(state, &rows, false)?.squeeze(1)?)
     }
 
+    /// Log-probabilities of each row's tokens after the first, through the
+    /// rollout path (no gradient): entry `t` of row `r` is
+    /// log p(rows[r][t+1] | rows[r][..=t]). Rows may differ in length.
+    pub fn sequence_logprobs(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
+        if longest < 2 {
+            return Ok(rows.iter().map(|_| Vec::new()).collect());
+        }
+        // Right padding: causal attention keeps pads from touching real tokens.
+        let padded: Vec<Vec<u32>> = rows
+            .iter()
+            .map(|r| {
+                let mut p = r.clone();
+                p.resize(longest, 0);
+                p
+            })
+            .collect();
+        let logits = self.logits_fast(&padded)?;
+        let lsm = candle_nn::ops::log_softmax(&logits.narrow(1, 0, longest - 1)?, 2)?;
+        let targets = Tensor::from_vec(
+            padded.iter().flat_map(|r| r[1..].to_vec()).collect::<Vec<u32>>(),
+            (rows.len(), longest - 1, 1),
+            &self.device,
+        )?;
+        let lp: Vec<Vec<f32>> = lsm.gather(&targets, 2)?.squeeze(2)?.to_vec2()?;
+        Ok(lp
+            .into_iter()
+            .zip(rows)
+            .map(|(mut v, r)| {
+                v.truncate(r.len().saturating_sub(1));
+                v
+            })
+            .collect())
+    }
+
     /// Rollout-path logits for every position of equal-length rows `[B, T, V]`
     /// (no gradient; used to check the two paths agree and for scoring).
     pub fn logits_fast(&self, rows: &[Vec<u32>]) -> Result<Tensor, ModelError> {

@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 use serl_core::eval::{self, CaseMode, DiversityFilter, Rng, VoteMode};
 
+#[cfg(feature = "train")]
+mod generate;
+
 #[derive(Parser)]
 #[command(
     name = "serl",
@@ -73,6 +76,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Sample from a model (Hugging Face directory or GGUF); streams text and
+    /// ends with a tokens/s line on stderr.
+    #[cfg(feature = "train")]
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -155,6 +162,8 @@ fn run(command: Command) -> Result<()> {
             writeln!(out, "{}", json!({"system": p.system, "user": p.user}))?;
             Ok(())
         }
+        #[cfg(feature = "train")]
+        Command::Generate(args) => generate::run(args),
     }
 }
 

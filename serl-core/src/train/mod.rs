@@ -1,0 +1,59 @@
+//! The SeRL trainer: configuration, the self-play loop, the policy update,
+//! evaluation, checkpoints and resume.
+
+mod config;
+mod data;
+mod optim;
+mod trainer;
+
+pub use config::{Config, RewardSource};
+pub use data::{Example, is_correct, read_examples};
+pub use optim::{AdamW, clip_grad_norm, cosine_lr};
+pub use trainer::{EvalResult, PhaseSeconds, ProgressFn, RewardFn, StepStats, Trainer, evaluate_model};
+
+use crate::model::ModelError;
+use crate::rl::RlError;
+
+/// What can go wrong configuring or running training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad configuration value (names the field).
+    #[error("config: {0}")]
+    Config(String),
+    /// Bad data (names file, line and field).
+    #[error("data: {0}")]
+    Data(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint is missing or inconsistent.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The model engine failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The RL arithmetic rejected its inputs.
+    #[error("rl: {0}")]
+    Rl(#[from] RlError),
+    /// The stop flag was set; the step was abandoned.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        TrainError::Model(ModelError::Tensor(e))
+    }
+}
+
+impl TrainError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.display().to_string(), source }
+    }
+}

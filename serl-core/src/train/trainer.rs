@@ -1,0 +1,818 @@
+//! One SeRL training step (DESIGN.md §1): self-instruction, rollouts,
+//! majority-vote reward, difficulty filter, and the policy update.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::{self, CaseMode, DiversityFilter, Rng};
+use crate::model::generate::{self, Generation};
+use crate::model::{self, ChatMessage, GenerateRequest, LoadOptions, Model, SamplingParams, Tokenizer};
+use crate::rl::{self, RlConfig};
+
+use super::config::{Config, RewardSource};
+use super::data::{Example, is_correct, read_examples};
+use super::optim::{AdamW, clip_grad_norm, cosine_lr};
+use super::TrainError;
+
+/// A reward function replacing the configured one: (response text, the
+/// question with its label) → reward.
+pub type RewardFn = Box<dyn Fn(&str, &Example) -> f64 + Send>;
+
+/// Seconds spent in each phase of a step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSeconds {
+    /// Writing new instructions.
+    pub instruction_generation: f64,
+    /// Sampling responses.
+    pub rollout: f64,
+    /// Majority vote / rewards.
+    pub scoring: f64,
+    /// Rule, diversity and difficulty filters.
+    pub filtering: f64,
+    /// Log-probs, loss, backward and optimizer.
+    pub update: f64,
+}
+
+/// What one step did, as a line of `metrics.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Step number (1-based).
+    pub step: usize,
+    /// Mean reward over the sequences trained on.
+    pub reward_mean: f64,
+    /// Mean agreement over every group scored this step (kept or not).
+    pub agreement_mean: f64,
+    /// Agreement histogram over all groups scored: [0,.2), [.2,.4), [.4,.6), [.6,.8), [.8,1].
+    pub agreement_histogram: [usize; 5],
+    /// Instructions generated (parsed items).
+    pub generated: usize,
+    /// Dropped by the rule filters.
+    pub rule_filtered: usize,
+    /// Dropped by the ROUGE-L diversity filter.
+    pub similarity_filtered: usize,
+    /// Groups dropped by the difficulty filter.
+    pub difficulty_filtered: usize,
+    /// Groups trained on.
+    pub kept: usize,
+    /// Kept groups beyond the batch (they expire with the step).
+    pub expired: usize,
+    /// Generate → roll out → filter rounds this step.
+    pub rounds: usize,
+    /// Share of scored groups with a label whose majority answer is correct
+    /// (shows majority-vote reward drifting into consensus on wrong answers).
+    pub label_accuracy: Option<f64>,
+    /// Mean KL(policy ‖ reference) estimate per response token.
+    pub kl: f64,
+    /// Mean policy loss over the optimizer steps.
+    pub loss: f64,
+    /// Learning rate of the last optimizer step.
+    pub lr: f64,
+    /// Gradient norm (before clipping) of the last optimizer step.
+    pub grad_norm: f64,
+    /// Optimizer steps taken this step.
+    pub optimizer_steps: usize,
+    /// Mean response length in tokens (trained sequences).
+    pub response_len_mean: f64,
+    /// Generated tokens per second over instruction generation and rollouts.
+    pub tokens_per_s: f64,
+    /// Seconds per phase.
+    pub seconds: PhaseSeconds,
+    /// Evaluation after this step, when one ran.
+    pub eval: Option<EvalResult>,
+}
+
+/// Accuracy on the labelled evaluation set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// Step the model had taken.
+    pub step: usize,
+    /// Questions evaluated.
+    pub questions: usize,
+    /// Greedy accuracy.
+    pub pass_at_1: f64,
+    /// Mean accuracy of the k samples (None when k = 0).
+    pub avg_at_k: Option<f64>,
+    /// Accuracy of the k samples' majority answer.
+    pub maj_at_k: Option<f64>,
+    /// k.
+    pub k: usize,
+}
+
+/// Progress reports while a step runs: (phase, done, total).
+pub type ProgressFn = Box<dyn FnMut(&str, usize, usize) + Send>;
+
+/// What a checkpoint stores besides weights and optimizer moments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: usize,
+    rng_state: u64,
+    pool: Vec<String>,
+    fixed_cursor: usize,
+    order: Vec<usize>,
+    optimizer_step: usize,
+    history: Vec<StepStats>,
+}
+
+struct Group {
+    example: Example,
+    generated: bool,
+    prompt_ids: Vec<u32>,
+    samples: Vec<Generation>,
+    rewards: Vec<f64>,
+    agreement: f64,
+}
+
+/// The SeRL trainer: a policy, its frozen reference, the optimizer and the
+/// self-instruction state.
+pub struct Trainer {
+    cfg: Config,
+    model: Model,
+    reference: Option<Model>,
+    tokenizer: Tokenizer,
+    opt: AdamW,
+    seeds: Vec<Example>,
+    eval_set: Vec<Example>,
+    pool: Vec<String>,
+    rng: Rng,
+    step: usize,
+    fixed_cursor: usize,
+    order: Vec<usize>,
+    history: Vec<StepStats>,
+    reward_fn: Option<RewardFn>,
+    progress: Option<ProgressFn>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Trainer {
+    /// Loads the model, seeds and evaluation set and creates the run
+    /// directory (writing `config.json` there).
+    pub fn new(cfg: Config) -> Result<Trainer, TrainError> {
+        cfg.validate()?;
+        let opts = LoadOptions { device: model::device_from_name(&cfg.device)?, dtype: model::dtype_from_name(&cfg.dtype)? };
+        let (model, tokenizer) = model::load_model(&cfg.model, &opts)?;
+        Trainer::with_model(cfg, model, tokenizer)
+    }
+
+    /// Like [`Trainer::new`] with an already loaded policy.
+    pub fn with_model(cfg: Config, model: Model, tokenizer: Tokenizer) -> Result<Trainer, TrainError> {
+        cfg.validate()?;
+        if tokenizer.chat_template().is_none() {
+            return Err(TrainError::Config("model: its tokenizer has no chat template".into()));
+        }
+        let need_labels = cfg.reward == RewardSource::GroundTruth;
+        let seeds = read_examples(&cfg.seeds, need_labels)?;
+        let eval_set = match &cfg.eval_data {
+            Some(p) => read_examples(p, true)?,
+            None => Vec::new(),
+        };
+        let reference = if cfg.init_kl_coef > 0.0 { Some(model.try_clone()?) } else { None };
+        let params: Vec<_> = model.named_parameters().into_iter().map(|(_, v)| v).collect();
+        let opt = AdamW::new(&params, (cfg.adam_betas[0], cfg.adam_betas[1]), cfg.adam_eps, cfg.weight_decay)?;
+        std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
+        let text = serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+        crate::model::write_atomic(&cfg.out.join("config.json"), text.as_bytes())?;
+        Ok(Trainer {
+            rng: Rng::new(cfg.seed),
+            cfg,
+            model,
+            reference,
+            tokenizer,
+            opt,
+            seeds,
+            eval_set,
+            pool: Vec::new(),
+            step: 0,
+            fixed_cursor: 0,
+            order: Vec::new(),
+            history: Vec::new(),
+            reward_fn: None,
+            progress: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Replaces the configured reward by `f` (e.g. a task-specific checker).
+    pub fn set_reward_fn(&mut self, f: RewardFn) {
+        self.reward_fn = Some(f);
+    }
+
+    /// Receives (phase, done, total) while steps run.
+    pub fn set_progress(&mut self, f: ProgressFn) {
+        self.progress = Some(f);
+    }
+
+    /// A flag that, once set, makes the running step stop at the next phase
+    /// boundary with [`TrainError::Interrupted`] (state as before the step).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The policy being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Steps taken.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// Every step's statistics so far.
+    pub fn history(&self) -> &[StepStats] {
+        &self.history
+    }
+
+    /// Generated instructions kept so far (the few-shot pool).
+    pub fn pool(&self) -> &[String] {
+        &self.pool
+    }
+
+    fn report(&mut self, phase: &str, done: usize, total: usize) {
+        if let Some(p) = self.progress.as_mut() {
+            p(phase, done, total);
+        }
+    }
+
+    fn check_stop(&self) -> Result<(), TrainError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(TrainError::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn chat_ids(&self, system: &str, user: &str) -> Result<Vec<u32>, TrainError> {
+        let mut msgs = Vec::new();
+        if !system.is_empty() {
+            msgs.push(ChatMessage::new("system", system));
+        }
+        msgs.push(ChatMessage::new("user", user));
+        let text = self.tokenizer.apply_chat_template(&msgs, true)?;
+        Ok(self.tokenizer.encode(&text)?)
+    }
+
+    fn rollout_ids(&self, problem: &str) -> Result<Vec<u32>, TrainError> {
+        let user = self.cfg.input_template.replace("{problem}", problem);
+        self.chat_ids(&self.cfg.system_prompt, &user)
+    }
+
+    /// Runs one SeRL step and appends its statistics to `metrics.jsonl`.
+    /// On an error (or an interrupt) the trainer is left as before the step.
+    pub fn step(&mut self) -> Result<StepStats, TrainError> {
+        let rng_before = self.rng.clone();
+        let cursor_before = self.fixed_cursor;
+        let order_before = self.order.clone();
+        match self.step_inner() {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.rng = rng_before;
+                self.fixed_cursor = cursor_before;
+                self.order = order_before;
+                Err(e)
+            }
+        }
+    }
+
+    fn step_inner(&mut self) -> Result<StepStats, TrainError> {
+        let cfg = self.cfg.clone();
+        let mut stats = StepStats { step: self.step + 1, ..Default::default() };
+        let mut kept: Vec<Group> = Vec::new();
+        let mut log: Vec<serde_json::Value> = Vec::new();
+        let mut gen_tokens = 0usize;
+        let mut gen_secs = 0.0f64;
+        let mut agreements = Vec::new();
+        let mut labelled = (0usize, 0usize);
+        let seed_texts: Vec<String> = self.seeds.iter().map(|e| e.problem.clone()).collect();
+        // The diversity filter compares against the seeds and this step's accepted batch.
+        let mut diversity = DiversityFilter::new(&seed_texts, cfg.rouge_threshold);
+        let case = if cfg.keep_case { CaseMode::Keep } else { CaseMode::Capitalize };
+        while kept.len() < cfg.rollout_batch_size && stats.rounds < cfg.max_rounds_per_step {
+            self.check_stop()?;
+            stats.rounds += 1;
+            let need = cfg.rollout_batch_size - kept.len();
+            // 1–3: new instructions (or the next fixed ones).
+            let pending: Vec<(Example, bool)> = if cfg.self_instruct {
+                let t = Instant::now();
+                let mut pending = Vec::new();
+                let mut attempts = 0;
+                while pending.len() < need && attempts < 4 {
+                    attempts += 1;
+                    self.report("instructions", pending.len(), need);
+                    let mut prompts = Vec::new();
+                    for _ in 0..cfg.few_shot_generation_batch_size {
+                        let p = eval::build_generation_prompt(&seed_texts, &self.pool, cfg.few_shot_generation, &mut self.rng);
+                        prompts.push(self.chat_ids(&p.system, &p.user)?);
+                    }
+                    let params = SamplingParams {
+                        n: 1,
+                        temperature: cfg.instruction_temperature,
+                        top_p: cfg.instruction_top_p,
+                        presence_penalty: cfg.instruction_presence_penalty,
+                        max_new_tokens: cfg.instruction_max_new_tokens,
+                        seed: self.rng.next_u64(),
+                        ..Default::default()
+                    };
+                    let gens = generate::generate(&self.model, &self.tokenizer, &GenerateRequest { prompts, params }, |_| {})?;
+                    gen_tokens += gens.iter().map(|g| g.token_ids.len()).sum::<usize>();
+                    let tf = Instant::now();
+                    for g in &gens {
+                        // The completion continues the numbered list after "9.".
+                        let text = format!("9. {}", g.text.trim_start());
+                        for item in eval::parse_items(&text, case) {
+                            stats.generated += 1;
+                            if let Some(r) = item.rejection {
+                                stats.rule_filtered += 1;
+                                log.push(serde_json::json!({"step": stats.step, "instruction": item.text, "status": "rule_filtered", "reason": format!("{r:?}")}));
+                                continue;
+                            }
+                            if pending.len() >= need {
+                                break;
+                            }
+                            let v = diversity.offer_fast(&item.text);
+                            if !v.kept {
+                                stats.similarity_filtered += 1;
+                                log.push(serde_json::json!({"step": stats.step, "instruction": item.text, "status": "similarity_filtered", "rouge_l": v.max_rouge_l}));
+                                continue;
+                            }
+                            pending.push((Example { problem: item.text, answer: None }, true));
+                        }
+                    }
+                    stats.seconds.filtering += tf.elapsed().as_secs_f64();
+                }
+                let el = t.elapsed().as_secs_f64();
+                stats.seconds.instruction_generation += el;
+                gen_secs += el;
+                pending
+            } else {
+                let mut v = Vec::new();
+                for _ in 0..need {
+                    if self.fixed_cursor.is_multiple_of(self.seeds.len()) {
+                        // A new pass over the fixed set, in a fresh order.
+                        self.order = (0..self.seeds.len()).collect();
+                        self.rng.shuffle(&mut self.order);
+                    }
+                    let i = self.order[self.fixed_cursor % self.seeds.len()];
+                    v.push((self.seeds[i].clone(), false));
+                    self.fixed_cursor += 1;
+                }
+                v
+            };
+            if pending.is_empty() {
+                continue;
+            }
+            self.check_stop()?;
+            // 4: rollouts.
+            let t = Instant::now();
+            self.report("rollouts", 0, pending.len());
+            let prompts: Vec<Vec<u32>> = pending.iter().map(|(e, _)| self.rollout_ids(&e.problem)).collect::<Result<_, _>>()?;
+            let params = SamplingParams {
+                n: cfg.n_samples_per_prompt,
+                temperature: cfg.temperature,
+                top_p: cfg.top_p,
+                max_new_tokens: cfg.generate_max_len,
+                seed: self.rng.next_u64(),
+                ..Default::default()
+            };
+            let gens = generate::generate(&self.model, &self.tokenizer, &GenerateRequest { prompts: prompts.clone(), params }, |_| {})?;
+            gen_tokens += gens.iter().map(|g| g.token_ids.len()).sum::<usize>();
+            let el = t.elapsed().as_secs_f64();
+            stats.seconds.rollout += el;
+            gen_secs += el;
+            // 5: rewards.
+            let t = Instant::now();
+            let mut groups = Vec::new();
+            let mut it = gens.into_iter();
+            for ((example, generated), prompt_ids) in pending.into_iter().zip(prompts) {
+                let samples: Vec<Generation> = it.by_ref().take(cfg.n_samples_per_prompt).collect();
+                let texts: Vec<&str> = samples.iter().map(|g| g.text.as_str()).collect();
+                let (rewards, majority) = match (&self.reward_fn, cfg.reward) {
+                    (Some(f), _) => (texts.iter().map(|t| f(t, &example)).collect::<Vec<f64>>(), None),
+                    (None, RewardSource::MajorityVote) => {
+                        let v = eval::vote(&texts, cfg.vote_mode);
+                        (v.rewards, Some(v.majority))
+                    }
+                    (None, RewardSource::GroundTruth) => {
+                        let label = example.answer.as_deref().unwrap_or_default();
+                        (texts.iter().map(|t| if is_correct(t, label) { 1.0 } else { 0.0 }).collect(), None)
+                    }
+                };
+                if let (Some(label), Some(maj)) = (example.answer.as_deref(), majority.as_deref()) {
+                    labelled.0 += 1;
+                    if !maj.is_empty() && is_correct(maj, label) {
+                        labelled.1 += 1;
+                    }
+                }
+                let agreement = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
+                agreements.push(agreement);
+                groups.push(Group { example, generated, prompt_ids, samples, rewards, agreement });
+            }
+            stats.seconds.scoring += t.elapsed().as_secs_f64();
+            // 6: difficulty filter.
+            let t = Instant::now();
+            let [lo, hi] = cfg.reward_difficulty_bounds;
+            for g in groups {
+                if eval::difficulty_keep(g.agreement, lo, hi) {
+                    if kept.len() < cfg.rollout_batch_size {
+                        kept.push(g);
+                    } else {
+                        stats.expired += 1;
+                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement}));
+                    }
+                } else {
+                    stats.difficulty_filtered += 1;
+                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement}));
+                }
+            }
+            stats.seconds.filtering += t.elapsed().as_secs_f64();
+        }
+        self.check_stop()?;
+        stats.kept = kept.len();
+        for a in &agreements {
+            stats.agreement_histogram[((a * 5.0).floor() as usize).min(4)] += 1;
+        }
+        stats.agreement_mean = agreements.iter().sum::<f64>() / agreements.len().max(1) as f64;
+        stats.label_accuracy = (labelled.0 > 0).then(|| labelled.1 as f64 / labelled.0 as f64);
+        stats.tokens_per_s = gen_tokens as f64 / gen_secs.max(1e-9);
+        // 7: update.
+        let t = Instant::now();
+        if !kept.is_empty() {
+            self.report("update", 0, kept.len());
+            self.update(&kept, &mut stats)?;
+        }
+        stats.seconds.update = t.elapsed().as_secs_f64();
+        // The step is done: commit pool, logs and metrics.
+        for g in &kept {
+            if g.generated {
+                self.pool.push(g.example.problem.clone());
+            }
+            log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "kept",
+                "agreement": g.agreement, "generated": g.generated}));
+        }
+        self.step += 1;
+        if cfg.eval_steps > 0 && self.step.is_multiple_of(cfg.eval_steps) && !self.eval_set.is_empty() {
+            stats.eval = Some(self.evaluate()?);
+        }
+        append_jsonl(&cfg.out.join("instructions.jsonl"), &log)?;
+        append_jsonl(&cfg.out.join("metrics.jsonl"), &[serde_json::to_value(&stats).map_err(|e| TrainError::Data(e.to_string()))?])?;
+        self.history.push(stats.clone());
+        if cfg.save_steps > 0 && self.step.is_multiple_of(cfg.save_steps) {
+            self.save_checkpoint()?;
+        }
+        Ok(stats)
+    }
+
+    /// The policy update on the kept groups (PPO-clip, token-level mean).
+    fn update(&mut self, groups: &[Group], stats: &mut StepStats) -> Result<(), TrainError> {
+        let cfg = self.cfg.clone();
+        struct Seq {
+            ids: Vec<u32>,
+            prompt_len: usize,
+            old: Vec<f64>,
+        }
+        let mut seqs = Vec::new();
+        let mut rewards = Vec::new();
+        for g in groups {
+            for (s, r) in g.samples.iter().zip(&g.rewards) {
+                let mut ids = g.prompt_ids.clone();
+                ids.extend(&s.token_ids);
+                seqs.push(Seq { ids, prompt_len: g.prompt_ids.len(), old: s.logprobs.iter().map(|&x| x as f64).collect() });
+                rewards.push(*r);
+            }
+        }
+        let b = seqs.len();
+        let t_max = seqs.iter().map(|s| s.old.len()).max().unwrap_or(0);
+        let mask: Vec<Vec<f64>> = seqs
+            .iter()
+            .map(|s| (0..t_max).map(|t| if t < s.old.len() { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let pad = |v: &[f64]| {
+            let mut x = v.to_vec();
+            x.resize(t_max, 0.0);
+            x
+        };
+        let old: Vec<Vec<f64>> = seqs.iter().map(|s| pad(&s.old)).collect();
+        // Reference log-probs over the response tokens, micro-batch by micro-batch.
+        let refp: Vec<Vec<f64>> = match &self.reference {
+            Some(r) => {
+                let mut out = Vec::with_capacity(b);
+                for chunk in seqs.chunks(cfg.micro_train_batch_size) {
+                    let rows: Vec<Vec<u32>> = chunk.iter().map(|s| s.ids.clone()).collect();
+                    for (s, lp) in chunk.iter().zip(r.sequence_logprobs(&rows)?) {
+                        out.push(pad(&lp[s.prompt_len - 1..].iter().map(|&x| x as f64).collect::<Vec<_>>()));
+                    }
+                }
+                out
+            }
+            None => old.clone(),
+        };
+        let kl_in_reward = !cfg.use_kl_loss && self.reference.is_some();
+        let rl_cfg = RlConfig {
+            estimator: cfg.advantage_estimator,
+            kl_estimator: cfg.kl_estimator,
+            kl_coef: if kl_in_reward { cfg.init_kl_coef } else { 0.0 },
+            clip_eps: cfg.eps_clip,
+            n_samples_per_prompt: cfg.n_samples_per_prompt,
+            gamma: cfg.gamma,
+            reward_clip: (-10.0, 10.0),
+        };
+        let out = rl::compute(&rl_cfg, &mask, &rewards, &old, &refp, &old, &old)?;
+        let n_tok: f64 = mask.iter().flatten().sum();
+        let kl_all = rl::kl(&old.concat(), &refp.concat(), &mask.concat(), cfg.kl_estimator);
+        stats.kl = kl_all.iter().sum::<f64>() / n_tok.max(1.0);
+        stats.reward_mean = rewards.iter().sum::<f64>() / b.max(1) as f64;
+        stats.response_len_mean = n_tok / b.max(1) as f64;
+
+        let params: Vec<_> = self.model.named_parameters().into_iter().map(|(_, v)| v.clone()).collect();
+        let planned = cfg.planned_optimizer_steps();
+        let dev = self.model.device().clone();
+        let mut losses = Vec::new();
+        for _epoch in 0..cfg.max_epochs {
+            let mut order: Vec<usize> = (0..b).collect();
+            self.rng.shuffle(&mut order);
+            for batch in order.chunks(cfg.train_batch_size) {
+                let tokens: f64 = batch.iter().map(|&i| seqs[i].old.len() as f64).sum::<f64>().max(1.0);
+                let mut acc: Vec<Option<Tensor>> = vec![None; params.len()];
+                let mut batch_loss = 0.0;
+                for micro in batch.chunks(cfg.micro_train_batch_size) {
+                    let l = micro.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
+                    let mut ids = Vec::with_capacity(micro.len() * l);
+                    let (mut m, mut a, mut o, mut rf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    for &i in micro {
+                        let s = &seqs[i];
+                        ids.extend(&s.ids);
+                        ids.extend(std::iter::repeat_n(0u32, l - s.ids.len()));
+                        // Position t of the log-prob row predicts ids[t+1].
+                        for t in 0..l - 1 {
+                            let r = t + 1;
+                            let k = r.wrapping_sub(s.prompt_len);
+                            let on = r >= s.prompt_len && k < s.old.len();
+                            m.push(if on { 1.0f32 } else { 0.0 });
+                            a.push(if on { out.advantages[i][k] as f32 } else { 0.0 });
+                            o.push(if on { old[i][k] as f32 } else { 0.0 });
+                            rf.push(if on { refp[i][k] as f32 } else { 0.0 });
+                        }
+                    }
+                    let shape = (micro.len(), l - 1);
+                    let ids = Tensor::from_vec(ids, (micro.len(), l), &dev)?;
+                    let m = Tensor::from_vec(m, shape, &dev)?;
+                    let a = Tensor::from_vec(a, shape, &dev)?;
+                    let o = Tensor::from_vec(o, shape, &dev)?;
+                    let lp = self.model.token_logprobs(&ids)?.to_dtype(DType::F32)?;
+                    let log_ratio = ((&lp - &o)? * &m)?;
+                    let ratio = log_ratio.exp()?;
+                    let surr1 = (&ratio * &a)?;
+                    let surr2 = (ratio.clamp(1.0 - cfg.eps_clip, 1.0 + cfg.eps_clip)? * &a)?;
+                    let mut loss = ((surr1.minimum(&surr2)?.neg()? * &m)?.sum_all()? / tokens)?;
+                    if cfg.use_kl_loss && self.reference.is_some() {
+                        let rf = Tensor::from_vec(rf, shape, &dev)?;
+                        let lr = ((&lp - &rf)? * &m)?;
+                        let k = match cfg.kl_estimator {
+                            rl::KlEstimator::K1 => lr,
+                            rl::KlEstimator::K2 => (lr.sqr()? * 0.5)?,
+                            rl::KlEstimator::K3 => ((lr.neg()?.exp()? - 1.0)? + &lr)?,
+                        };
+                        loss = (loss + ((k * &m)?.sum_all()? * (cfg.init_kl_coef / tokens))?)?;
+                    }
+                    batch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    let grads = loss.backward()?;
+                    for (slot, p) in acc.iter_mut().zip(&params) {
+                        if let Some(g) = grads.get(p.as_tensor()) {
+                            *slot = Some(match slot.take() {
+                                Some(prev) => (prev + g)?,
+                                None => g.clone(),
+                            });
+                        }
+                    }
+                }
+                let mut grads: Vec<Tensor> = acc
+                    .into_iter()
+                    .zip(&params)
+                    .map(|(g, p)| g.map_or_else(|| p.as_tensor().zeros_like(), Ok))
+                    .collect::<Result<_, _>>()?;
+                let norm = clip_grad_norm(&mut grads, cfg.max_norm)?;
+                let lr = cosine_lr(self.opt.step, planned, cfg.actor_learning_rate, cfg.lr_warmup_ratio, cfg.min_lr_ratio);
+                let refs: Vec<&candle_core::Var> = params.iter().collect();
+                self.opt.update(&refs, &grads, lr)?;
+                stats.lr = lr;
+                stats.grad_norm = norm;
+                stats.optimizer_steps += 1;
+                losses.push(batch_loss);
+            }
+        }
+        stats.loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        Ok(())
+    }
+
+    /// Greedy pass@1 and (with `eval_k` > 0) avg@k and maj@k on the
+    /// evaluation set; appends the result to `eval.jsonl`.
+    pub fn evaluate(&mut self) -> Result<EvalResult, TrainError> {
+        let r = evaluate_model(&self.model, &self.tokenizer, &self.eval_set, &self.cfg, self.step)?;
+        append_jsonl(&self.cfg.out.join("eval.jsonl"), &[serde_json::to_value(&r).map_err(|e| TrainError::Data(e.to_string()))?])?;
+        Ok(r)
+    }
+
+    /// Runs `steps` steps, calling `on_step` after each.
+    pub fn train(&mut self, steps: usize, mut on_step: impl FnMut(&StepStats)) -> Result<(), TrainError> {
+        for _ in 0..steps {
+            let s = self.step()?;
+            on_step(&s);
+        }
+        Ok(())
+    }
+
+    fn checkpoint_root(&self) -> PathBuf {
+        self.cfg.out.join("checkpoints")
+    }
+
+    /// Writes a checkpoint of the current step (`checkpoints/step-N`: Hugging
+    /// Face weights + tokenizer, optimizer moments, trainer state) and points
+    /// `checkpoints/latest` at it. Written to a temporary directory first.
+    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
+        let root = self.checkpoint_root();
+        let name = format!("step-{:06}", self.step);
+        let dir = root.join(&name);
+        self.save_to(&dir)?;
+        crate::model::write_atomic(&root.join("latest"), name.as_bytes())?;
+        Ok(dir)
+    }
+
+    /// Writes a checkpoint into `dir` (replaced atomically when it exists).
+    pub fn save_to(&self, dir: &Path) -> Result<(), TrainError> {
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+        let mut tmp_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        tmp_name.push(".tmp");
+        let tmp = dir.with_file_name(tmp_name);
+        let _ = std::fs::remove_dir_all(&tmp);
+        self.model.save_hf(&self.tokenizer, &tmp)?;
+        let moments: HashMap<String, Tensor> = self
+            .opt
+            .state_tensors()
+            .into_iter()
+            .map(|(k, v)| v.to_device(&Device::Cpu).map(|v| (k, v)))
+            .collect::<Result<_, _>>()?;
+        candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+        let state = TrainerState {
+            step: self.step,
+            rng_state: self.rng.state(),
+            pool: self.pool.clone(),
+            fixed_cursor: self.fixed_cursor,
+            order: self.order.clone(),
+            optimizer_step: self.opt.step,
+            history: self.history.clone(),
+        };
+        let text = serde_json::to_string_pretty(&state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        std::fs::write(tmp.join("trainer_state.json"), text).map_err(|e| TrainError::io(&tmp, e))?;
+        let old = dir.with_extension("old");
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(dir, &old).map_err(|e| TrainError::io(dir, e))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// Continues a run from its directory: the configuration it was started
+    /// with (`config.json`) and its latest checkpoint. The reference model is
+    /// the original `model` of the configuration.
+    pub fn resume(run_dir: &Path) -> Result<Trainer, TrainError> {
+        let cfg_path = run_dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
+        let mut cfg = Config::from_json(&text)?;
+        cfg.out = run_dir.to_path_buf();
+        let latest = run_dir.join("checkpoints").join("latest");
+        let name = std::fs::read_to_string(&latest).map_err(|e| TrainError::io(&latest, e))?;
+        let ck = run_dir.join("checkpoints").join(name.trim());
+        Trainer::resume_from(cfg, &ck)
+    }
+
+    /// Continues with `cfg` from checkpoint directory `ck`.
+    pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
+        let mut t = Trainer::new(cfg)?;
+        let opts = LoadOptions { device: t.model.device().clone(), dtype: t.model.dtype() };
+        let (m, _) = model::load_model(ck, &opts)?;
+        for ((name, dst), (_, src)) in t.model.named_parameters().iter().zip(m.named_parameters()) {
+            dst.set(src.as_tensor()).map_err(|e| TrainError::Checkpoint(format!("{name}: {e}")))?;
+        }
+        let sp = ck.join("trainer_state.json");
+        let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
+        let st: TrainerState =
+            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
+        let op = ck.join("optimizer.safetensors");
+        let moments = candle_core::safetensors::load(&op, t.model.device())
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", op.display())))?;
+        t.opt.load_state(moments, st.optimizer_step)?;
+        t.step = st.step;
+        t.rng = Rng::new(st.rng_state);
+        t.pool = st.pool;
+        t.fixed_cursor = st.fixed_cursor;
+        t.order = st.order;
+        if t.fixed_cursor > 0 && t.order.len() != t.seeds.len() {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: the seed file changed size since the checkpoint",
+                sp.display()
+            )));
+        }
+        t.history = st.history;
+        // Steps after the checkpoint are forgotten: rewrite metrics.jsonl from its history.
+        let lines: Vec<serde_json::Value> =
+            t.history.iter().filter_map(|h| serde_json::to_value(h).ok()).collect();
+        let mp = t.cfg.out.join("metrics.jsonl");
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&l.to_string());
+            text.push('\n');
+        }
+        crate::model::write_atomic(&mp, text.as_bytes())?;
+        Ok(t)
+    }
+}
+
+/// Greedy pass@1, avg@k and maj@k of `model` on labelled `examples`.
+pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg: &Config, step: usize) -> Result<EvalResult, TrainError> {
+    let n = if cfg.eval_limit > 0 { cfg.eval_limit.min(examples.len()) } else { examples.len() };
+    let examples = &examples[..n];
+    let mut prompts = Vec::with_capacity(n);
+    for e in examples {
+        let mut msgs = Vec::new();
+        if !cfg.system_prompt.is_empty() {
+            msgs.push(ChatMessage::new("system", &cfg.system_prompt));
+        }
+        msgs.push(ChatMessage::new("user", &cfg.input_template.replace("{problem}", &e.problem)));
+        prompts.push(tok.encode(&tok.apply_chat_template(&msgs, true)?)?);
+    }
+    let mut result = EvalResult { step, questions: n, k: cfg.eval_k, ..Default::default() };
+    if n == 0 {
+        return Ok(result);
+    }
+    // Bounded batches keep the cache small.
+    let chunk = 16;
+    let mut correct = 0usize;
+    for (ps, es) in prompts.chunks(chunk).zip(examples.chunks(chunk)) {
+        let params = SamplingParams { temperature: 0.0, max_new_tokens: cfg.eval_max_len, ..Default::default() };
+        let gens = generate::generate(model, tok, &GenerateRequest { prompts: ps.to_vec(), params }, |_| {})?;
+        for (g, e) in gens.iter().zip(es) {
+            if is_correct(&g.text, e.answer.as_deref().unwrap_or_default()) {
+                correct += 1;
+            }
+        }
+    }
+    result.pass_at_1 = correct as f64 / n as f64;
+    if cfg.eval_k > 0 {
+        let (mut sample_hits, mut maj_hits) = (0usize, 0usize);
+        let per = (chunk / cfg.eval_k).max(1);
+        for (ci, (ps, es)) in prompts.chunks(per).zip(examples.chunks(per)).enumerate() {
+            let params = SamplingParams {
+                n: cfg.eval_k,
+                temperature: cfg.eval_temperature,
+                max_new_tokens: cfg.eval_max_len,
+                seed: cfg.seed ^ (ci as u64).wrapping_mul(0x9e37_79b9),
+                ..Default::default()
+            };
+            let gens = generate::generate(model, tok, &GenerateRequest { prompts: ps.to_vec(), params }, |_| {})?;
+            for (gi, e) in es.iter().enumerate() {
+                let label = e.answer.as_deref().unwrap_or_default();
+                let texts: Vec<&str> = gens[gi * cfg.eval_k..(gi + 1) * cfg.eval_k].iter().map(|g| g.text.as_str()).collect();
+                sample_hits += texts.iter().filter(|t| is_correct(t, label)).count();
+                let v = eval::vote(&texts, eval::VoteMode::Equiv);
+                if !v.majority.is_empty() && is_correct(&v.majority, label) {
+                    maj_hits += 1;
+                }
+            }
+        }
+        result.avg_at_k = Some(sample_hits as f64 / (n * cfg.eval_k) as f64);
+        result.maj_at_k = Some(maj_hits as f64 / n as f64);
+    }
+    Ok(result)
+}
+
+fn append_jsonl(path: &Path, lines: &[serde_json::Value]) -> Result<(), TrainError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l.to_string());
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes()).map_err(|e| TrainError::io(path, e))
+}

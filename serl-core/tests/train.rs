@@ -1,0 +1,218 @@
+//! The SeRL trainer on a tiny random model: learning with a reward that
+//! prefers one kind of answer, deterministic bookkeeping, resume equality,
+//! evaluation and configuration errors.
+#![cfg(feature = "train")]
+
+use std::path::{Path, PathBuf};
+
+use serl_core::model::{DType, Device, Family, Model, ModelConfig, Tokenizer};
+use serl_core::rl::Estimator;
+use serl_core::train::{Config, RewardSource, Trainer};
+
+fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        family: Family::Llama,
+        vocab_size: 259,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 512,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}
+
+/// A scratch directory with a tiny model, a seed file and an eval file.
+fn setup(name: &str) -> (PathBuf, Config) {
+    let dir = std::env::temp_dir().join(format!("serl-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = Model::random(tiny_config(), 17, &Device::Cpu, DType::F32).unwrap();
+    model.save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir.join("model")).unwrap();
+    let mut seeds = String::new();
+    for i in 0..6 {
+        seeds.push_str(&format!("{{\"problem\": \"What is {i} plus {}?\", \"answer\": \"{}\"}}\n", i + 1, 2 * i + 1));
+    }
+    std::fs::write(dir.join("seeds.jsonl"), &seeds).unwrap();
+    std::fs::write(dir.join("eval.jsonl"), "{\"question\": \"What is 2 plus 2?\", \"answer\": \"\\\\boxed{4}\"}\n{\"problem\": \"What is 1 plus 0?\", \"answer\": \"1\"}\n").unwrap();
+    let cfg = Config {
+        model: dir.join("model"),
+        seeds: dir.join("seeds.jsonl"),
+        eval_data: Some(dir.join("eval.jsonl")),
+        out: dir.join("run"),
+        self_instruct: false,
+        rollout_batch_size: 3,
+        n_samples_per_prompt: 4,
+        generate_max_len: 8,
+        instruction_max_new_tokens: 24,
+        few_shot_generation_batch_size: 2,
+        few_shot_generation: 3,
+        input_template: "{problem}".into(),
+        reward_difficulty_bounds: [0.0, 1.0],
+        train_batch_size: 6,
+        micro_train_batch_size: 3,
+        actor_learning_rate: 1e-2,
+        init_kl_coef: 0.01,
+        eval_k: 2,
+        eval_max_len: 6,
+        steps: 4,
+        ..Config::default()
+    };
+    (dir, cfg)
+}
+
+fn lowercase_share(text: &str) -> f64 {
+    let n = text.chars().count();
+    if n == 0 {
+        return 0.0;
+    }
+    text.chars().filter(|c| c.is_ascii_lowercase()).count() as f64 / n as f64
+}
+
+#[test]
+fn mean_reward_rises_with_a_reward_that_prefers_one_kind_of_answer() {
+    let (dir, mut cfg) = setup("learn");
+    cfg.rollout_batch_size = 4;
+    cfg.n_samples_per_prompt = 8;
+    cfg.train_batch_size = 16;
+    cfg.micro_train_batch_size = 8;
+    cfg.advantage_estimator = Estimator::GroupNorm;
+    cfg.init_kl_coef = 0.0;
+    cfg.lr_warmup_ratio = 0.0;
+    cfg.min_lr_ratio = 1.0;
+    cfg.eval_data = None;
+    let mut t = Trainer::new(cfg).unwrap();
+    t.set_reward_fn(Box::new(|text, _| lowercase_share(text)));
+    let mut rewards = Vec::new();
+    t.train(12, |s| rewards.push(s.reward_mean)).unwrap();
+    let first: f64 = rewards[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = rewards[9..].iter().sum::<f64>() / 3.0;
+    eprintln!("rewards {rewards:?}");
+    assert!(last > first + 0.2, "mean reward {first:.3} -> {last:.3}: {rewards:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn weights(t: &Trainer) -> Vec<Vec<f32>> {
+    t.model()
+        .named_parameters()
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let (dir, cfg) = setup("resume");
+    let mut straight = Trainer::new(Config { out: dir.join("straight"), ..cfg.clone() }).unwrap();
+    straight.train(4, |_| {}).unwrap();
+
+    let mut half = Trainer::new(Config { out: dir.join("halves"), ..cfg.clone() }).unwrap();
+    half.train(2, |_| {}).unwrap();
+    half.save_checkpoint().unwrap();
+    // Steps after the checkpoint are lost with the process.
+    half.train(1, |_| {}).unwrap();
+    drop(half);
+    let mut resumed = Trainer::resume(&dir.join("halves")).unwrap();
+    assert_eq!(resumed.steps_done(), 2);
+    resumed.train(2, |_| {}).unwrap();
+    assert_eq!(weights(&straight), weights(&resumed), "N straight = N/2 + resume + N/2");
+    let metrics = std::fs::read_to_string(dir.join("halves/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![1, 2, 3, 4]);
+    let ck = dir.join("halves/checkpoints/step-000002");
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"] {
+        assert!(ck.join(f).exists(), "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn strip_timings(v: &mut serde_json::Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("seconds");
+        o.remove("tokens_per_s");
+    }
+}
+
+#[test]
+fn self_instruction_bookkeeping_is_deterministic_for_a_seed() {
+    let (dir, mut cfg) = setup("selfinstruct");
+    cfg.self_instruct = true;
+    cfg.max_rounds_per_step = 2;
+    cfg.eval_data = None;
+    let run = |out: &Path| {
+        let mut t = Trainer::new(Config { out: out.to_path_buf(), ..cfg.clone() }).unwrap();
+        t.train(2, |_| {}).unwrap();
+        let mut m: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        m.iter_mut().for_each(strip_timings);
+        let instr = std::fs::read_to_string(out.join("instructions.jsonl")).unwrap_or_default();
+        (m, instr, t.pool().to_vec())
+    };
+    let a = run(&dir.join("a"));
+    let b = run(&dir.join("b"));
+    assert_eq!(a, b);
+    for m in &a.0 {
+        let g = m["generated"].as_u64().unwrap();
+        let filtered = m["rule_filtered"].as_u64().unwrap() + m["similarity_filtered"].as_u64().unwrap();
+        assert!(g >= filtered);
+        assert!(m["rounds"].as_u64().unwrap() <= 2);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ground_truth_baseline_and_evaluation_run() {
+    let (dir, mut cfg) = setup("gt");
+    cfg.reward = RewardSource::GroundTruth;
+    cfg.eval_steps = 1;
+    let mut t = Trainer::new(cfg).unwrap();
+    let s = t.step().unwrap();
+    assert_eq!(s.kept, 3);
+    assert!(s.reward_mean >= 0.0 && s.reward_mean <= 1.0);
+    let e = s.eval.expect("evaluated after step 1");
+    assert_eq!(e.questions, 2);
+    assert!(e.pass_at_1 <= 1.0 && e.avg_at_k.is_some() && e.maj_at_k.is_some());
+    assert!(dir.join("run/eval.jsonl").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_configurations_are_rejected_with_the_field_named() {
+    let (dir, cfg) = setup("badcfg");
+    let cases = [
+        (Config { advantage_estimator: Estimator::Rloo, n_samples_per_prompt: 1, ..cfg.clone() }, "rloo"),
+        (Config { reward_difficulty_bounds: [0.5, 1.5], ..cfg.clone() }, "reward_difficulty_bounds"),
+        (Config { seeds: dir.join("nope.jsonl"), ..cfg.clone() }, "seeds"),
+        (Config { micro_train_batch_size: 64, ..cfg.clone() }, "micro_train_batch_size"),
+        (Config { top_p: 0.0, ..cfg.clone() }, "top_p"),
+        (Config { input_template: "no placeholder".into(), ..cfg.clone() }, "input_template"),
+    ];
+    for (c, word) in cases {
+        let e = Trainer::new(c).err().expect("rejected").to_string();
+        assert!(e.contains(word), "{e}");
+    }
+    // Unknown keys and bad types in a TOML file name the problem.
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, "steps = 3\nlearning_rate = 1e-6\n").unwrap();
+    let e = Config::from_file(&p).err().expect("unknown key").to_string();
+    assert!(e.contains("learning_rate"), "{e}");
+    std::fs::write(&p, "steps = \"three\"\n").unwrap();
+    let e = Config::from_file(&p).err().expect("bad type").to_string();
+    assert!(e.contains("steps"), "{e}");
+    // A seed line without a problem names file and line.
+    std::fs::write(dir.join("seeds.jsonl"), "{\"problem\": \"ok\"}\n{\"text\": \"no problem field\"}\n").unwrap();
+    let e = Trainer::new(cfg).err().expect("bad seeds").to_string();
+    assert!(e.contains("seeds.jsonl:2") && e.contains("problem"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
