@@ -117,7 +117,7 @@ pub fn shape_rewards(rewards: &[f64], estimator: Estimator, n: usize) -> Result<
     if matches!(estimator, Estimator::Reinforce) {
         return Ok(rewards.to_vec());
     }
-    if n == 0 || rewards.len() % n != 0 {
+    if n == 0 || !rewards.len().is_multiple_of(n) {
         return Err(RlError::Value(format!(
             "n_samples_per_prompt {n} does not divide the batch of {} sequences",
             rewards.len()

@@ -273,9 +273,9 @@ fn advantages_reproduce_rl_vectors() {
 
 /// A tiny random model saved in Hugging Face format for `serl generate`.
 #[cfg(feature = "train")]
-fn tiny_model_dir() -> std::path::PathBuf {
+fn tiny_model_dir(name: &str) -> std::path::PathBuf {
     use serl_core::model::{DType, Device, Family, Model, ModelConfig, Tokenizer};
-    let dir = std::env::temp_dir().join(format!("serl-cli-model-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("serl-cli-model-{name}-{}", std::process::id()));
     let cfg = ModelConfig {
         family: Family::Llama,
         vocab_size: 259,
@@ -295,20 +295,42 @@ fn tiny_model_dir() -> std::path::PathBuf {
         eos_token_ids: vec![2],
     };
     let model = Model::random(cfg, 1, &Device::Cpu, DType::F32).unwrap();
-    model.save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir).unwrap();
+    model
+        .save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir)
+        .unwrap();
     dir
 }
 
 #[cfg(feature = "train")]
 #[test]
 fn generate_prints_json_samples_and_a_rate() {
-    let dir = tiny_model_dir();
+    let dir = tiny_model_dir("generate");
     let m = dir.to_str().unwrap();
     let out = serl(
-        &["generate", "--model", m, "--prompt", "hi", "--chat", "--n", "2", "--temperature", "0.9", "--max-new-tokens", "5", "--seed", "4", "--json"],
+        &[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "hi",
+            "--chat",
+            "--n",
+            "2",
+            "--temperature",
+            "0.9",
+            "--max-new-tokens",
+            "5",
+            "--seed",
+            "4",
+            "--json",
+        ],
         "",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recs = lines(&out);
     assert_eq!(recs.len(), 2);
     for r in &recs {
@@ -320,19 +342,156 @@ fn generate_prints_json_samples_and_a_rate() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
     // Same seed, same samples.
     let again = serl(
-        &["generate", "--model", m, "--prompt", "hi", "--chat", "--n", "2", "--temperature", "0.9", "--max-new-tokens", "5", "--seed", "4", "--json"],
+        &[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "hi",
+            "--chat",
+            "--n",
+            "2",
+            "--temperature",
+            "0.9",
+            "--max-new-tokens",
+            "5",
+            "--seed",
+            "4",
+            "--json",
+        ],
         "",
     );
     assert_eq!(lines(&again), recs);
     // Streaming text mode.
-    let out = serl(&["generate", "--model", m, "--prompt", "hi", "--temperature", "0", "--max-new-tokens", "3"], "");
+    let out = serl(
+        &[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "hi",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "3",
+        ],
+        "",
+    );
     assert!(out.status.success());
     // Bad knobs and paths: exit 1 with a message naming them.
-    let out = serl(&["generate", "--model", m, "--prompt", "hi", "--top-p", "1.5"], "");
+    let out = serl(
+        &["generate", "--model", m, "--prompt", "hi", "--top-p", "1.5"],
+        "",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("top_p"));
-    let out = serl(&["generate", "--model", "/nonexistent/model", "--prompt", "hi"], "");
+    let out = serl(
+        &[
+            "generate",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            "hi",
+        ],
+        "",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn train_resume_and_eval_through_the_command_line() {
+    let model = tiny_model_dir("train");
+    let dir = std::env::temp_dir().join(format!("serl-cli-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("seeds.jsonl"), "{\"problem\": \"What is 1 plus 1?\", \"answer\": \"2\"}\n{\"problem\": \"What is 2 plus 2?\", \"answer\": \"4\"}\n").unwrap();
+    let toml = format!(
+        "model = \"{}\"\nseeds = \"seeds.jsonl\"\neval_data = \"seeds.jsonl\"\nout = \"run\"\nsteps = 1\nself_instruct = false\nrollout_batch_size = 2\nn_samples_per_prompt = 2\ngenerate_max_len = 4\ninput_template = \"{{problem}}\"\nreward_difficulty_bounds = [0.0, 1.0]\ntrain_batch_size = 4\nmicro_train_batch_size = 2\neval_k = 2\neval_max_len = 3\n",
+        model.display()
+    );
+    let cfg = dir.join("serl.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let out = serl(&["train", "--config", cfg.to_str().unwrap(), "--quiet"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("before: pass@1") && err.contains("after: pass@1") && err.contains("step 1:"),
+        "{err}"
+    );
+    let run = dir.join("run");
+    assert!(
+        run.join("checkpoints/step-000001/model.safetensors")
+            .exists()
+    );
+    // Extend the finished run by one step.
+    let out = serl(
+        &[
+            "train",
+            "--resume",
+            run.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--quiet",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    assert!(
+        run.join("checkpoints/step-000002/trainer_state.json")
+            .exists()
+    );
+    // The trained checkpoint evaluates and generates.
+    let ck = run.join("checkpoints/step-000002");
+    let out = serl(
+        &[
+            "eval",
+            "--model",
+            ck.to_str().unwrap(),
+            "--data",
+            dir.join("seeds.jsonl").to_str().unwrap(),
+            "--k",
+            "2",
+            "--max-new-tokens",
+            "3",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &lines(&out)[0];
+    assert_eq!(r["questions"], 2);
+    assert!(r["maj_at_k"].is_number());
+    // A bad value names the field; no model at all says what to give.
+    std::fs::write(&cfg, "steps = 1\nreward_difficulty_bounds = [0.9, 0.1]\n").unwrap();
+    let out = serl(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--seeds",
+            dir.join("seeds.jsonl").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reward_difficulty_bounds"));
+    let out = serl(&["train"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&model);
 }

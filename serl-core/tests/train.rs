@@ -36,10 +36,16 @@ fn setup(name: &str) -> (PathBuf, Config) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let model = Model::random(tiny_config(), 17, &Device::Cpu, DType::F32).unwrap();
-    model.save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir.join("model")).unwrap();
+    model
+        .save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir.join("model"))
+        .unwrap();
     let mut seeds = String::new();
     for i in 0..6 {
-        seeds.push_str(&format!("{{\"problem\": \"What is {i} plus {}?\", \"answer\": \"{}\"}}\n", i + 1, 2 * i + 1));
+        seeds.push_str(&format!(
+            "{{\"problem\": \"What is {i} plus {}?\", \"answer\": \"{}\"}}\n",
+            i + 1,
+            2 * i + 1
+        ));
     }
     std::fs::write(dir.join("seeds.jsonl"), &seeds).unwrap();
     std::fs::write(dir.join("eval.jsonl"), "{\"question\": \"What is 2 plus 2?\", \"answer\": \"\\\\boxed{4}\"}\n{\"problem\": \"What is 1 plus 0?\", \"answer\": \"1\"}\n").unwrap();
@@ -96,7 +102,10 @@ fn mean_reward_rises_with_a_reward_that_prefers_one_kind_of_answer() {
     let first: f64 = rewards[..3].iter().sum::<f64>() / 3.0;
     let last: f64 = rewards[9..].iter().sum::<f64>() / 3.0;
     eprintln!("rewards {rewards:?}");
-    assert!(last > first + 0.2, "mean reward {first:.3} -> {last:.3}: {rewards:?}");
+    assert!(
+        last > first + 0.2,
+        "mean reward {first:.3} -> {last:.3}: {rewards:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -111,10 +120,18 @@ fn weights(t: &Trainer) -> Vec<Vec<f32>> {
 #[test]
 fn resume_continues_exactly() {
     let (dir, cfg) = setup("resume");
-    let mut straight = Trainer::new(Config { out: dir.join("straight"), ..cfg.clone() }).unwrap();
+    let mut straight = Trainer::new(Config {
+        out: dir.join("straight"),
+        ..cfg.clone()
+    })
+    .unwrap();
     straight.train(4, |_| {}).unwrap();
 
-    let mut half = Trainer::new(Config { out: dir.join("halves"), ..cfg.clone() }).unwrap();
+    let mut half = Trainer::new(Config {
+        out: dir.join("halves"),
+        ..cfg.clone()
+    })
+    .unwrap();
     half.train(2, |_| {}).unwrap();
     half.save_checkpoint().unwrap();
     // Steps after the checkpoint are lost with the process.
@@ -123,12 +140,29 @@ fn resume_continues_exactly() {
     let mut resumed = Trainer::resume(&dir.join("halves")).unwrap();
     assert_eq!(resumed.steps_done(), 2);
     resumed.train(2, |_| {}).unwrap();
-    assert_eq!(weights(&straight), weights(&resumed), "N straight = N/2 + resume + N/2");
+    assert_eq!(
+        weights(&straight),
+        weights(&resumed),
+        "N straight = N/2 + resume + N/2"
+    );
     let metrics = std::fs::read_to_string(dir.join("halves/metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(steps, vec![1, 2, 3, 4]);
     let ck = dir.join("halves/checkpoints/step-000002");
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
         assert!(ck.join(f).exists(), "{f}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,7 +182,11 @@ fn self_instruction_bookkeeping_is_deterministic_for_a_seed() {
     cfg.max_rounds_per_step = 2;
     cfg.eval_data = None;
     let run = |out: &Path| {
-        let mut t = Trainer::new(Config { out: out.to_path_buf(), ..cfg.clone() }).unwrap();
+        let mut t = Trainer::new(Config {
+            out: out.to_path_buf(),
+            ..cfg.clone()
+        })
+        .unwrap();
         t.train(2, |_| {}).unwrap();
         let mut m: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
             .unwrap()
@@ -164,7 +202,8 @@ fn self_instruction_bookkeeping_is_deterministic_for_a_seed() {
     assert_eq!(a, b);
     for m in &a.0 {
         let g = m["generated"].as_u64().unwrap();
-        let filtered = m["rule_filtered"].as_u64().unwrap() + m["similarity_filtered"].as_u64().unwrap();
+        let filtered =
+            m["rule_filtered"].as_u64().unwrap() + m["similarity_filtered"].as_u64().unwrap();
         assert!(g >= filtered);
         assert!(m["rounds"].as_u64().unwrap() <= 2);
     }
@@ -191,12 +230,49 @@ fn ground_truth_baseline_and_evaluation_run() {
 fn bad_configurations_are_rejected_with_the_field_named() {
     let (dir, cfg) = setup("badcfg");
     let cases = [
-        (Config { advantage_estimator: Estimator::Rloo, n_samples_per_prompt: 1, ..cfg.clone() }, "rloo"),
-        (Config { reward_difficulty_bounds: [0.5, 1.5], ..cfg.clone() }, "reward_difficulty_bounds"),
-        (Config { seeds: dir.join("nope.jsonl"), ..cfg.clone() }, "seeds"),
-        (Config { micro_train_batch_size: 64, ..cfg.clone() }, "micro_train_batch_size"),
-        (Config { top_p: 0.0, ..cfg.clone() }, "top_p"),
-        (Config { input_template: "no placeholder".into(), ..cfg.clone() }, "input_template"),
+        (
+            Config {
+                advantage_estimator: Estimator::Rloo,
+                n_samples_per_prompt: 1,
+                ..cfg.clone()
+            },
+            "rloo",
+        ),
+        (
+            Config {
+                reward_difficulty_bounds: [0.5, 1.5],
+                ..cfg.clone()
+            },
+            "reward_difficulty_bounds",
+        ),
+        (
+            Config {
+                seeds: dir.join("nope.jsonl"),
+                ..cfg.clone()
+            },
+            "seeds",
+        ),
+        (
+            Config {
+                micro_train_batch_size: 64,
+                ..cfg.clone()
+            },
+            "micro_train_batch_size",
+        ),
+        (
+            Config {
+                top_p: 0.0,
+                ..cfg.clone()
+            },
+            "top_p",
+        ),
+        (
+            Config {
+                input_template: "no placeholder".into(),
+                ..cfg.clone()
+            },
+            "input_template",
+        ),
     ];
     for (c, word) in cases {
         let e = Trainer::new(c).err().expect("rejected").to_string();
@@ -205,13 +281,17 @@ fn bad_configurations_are_rejected_with_the_field_named() {
     // Unknown keys and bad types in a TOML file name the problem.
     let p = dir.join("bad.toml");
     std::fs::write(&p, "steps = 3\nlearning_rate = 1e-6\n").unwrap();
-    let e = Config::from_file(&p).err().expect("unknown key").to_string();
+    let e = Config::from_file(&p).expect_err("unknown key").to_string();
     assert!(e.contains("learning_rate"), "{e}");
     std::fs::write(&p, "steps = \"three\"\n").unwrap();
-    let e = Config::from_file(&p).err().expect("bad type").to_string();
+    let e = Config::from_file(&p).expect_err("bad type").to_string();
     assert!(e.contains("steps"), "{e}");
     // A seed line without a problem names file and line.
-    std::fs::write(dir.join("seeds.jsonl"), "{\"problem\": \"ok\"}\n{\"text\": \"no problem field\"}\n").unwrap();
+    std::fs::write(
+        dir.join("seeds.jsonl"),
+        "{\"problem\": \"ok\"}\n{\"text\": \"no problem field\"}\n",
+    )
+    .unwrap();
     let e = Trainer::new(cfg).err().expect("bad seeds").to_string();
     assert!(e.contains("seeds.jsonl:2") && e.contains("problem"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);

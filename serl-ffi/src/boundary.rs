@@ -29,6 +29,10 @@ pub(crate) enum FfiError {
     InvalidArgument(String),
     #[error("{0}")]
     BadData(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Runtime(String),
 }
 
 impl FfiError {
@@ -36,6 +40,8 @@ impl FfiError {
         match self {
             FfiError::InvalidArgument(_) => SERL_ERR_INVALID_ARGUMENT,
             FfiError::BadData(_) => SERL_ERR_BAD_DATA,
+            FfiError::Io(_) => SERL_ERR_IO,
+            FfiError::Runtime(_) => SERL_ERR_RUNTIME,
         }
     }
 }

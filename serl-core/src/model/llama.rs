@@ -491,7 +491,10 @@ impl Model {
         let logits = self.logits_fast(&padded)?;
         let lsm = candle_nn::ops::log_softmax(&logits.narrow(1, 0, longest - 1)?, 2)?;
         let targets = Tensor::from_vec(
-            padded.iter().flat_map(|r| r[1..].to_vec()).collect::<Vec<u32>>(),
+            padded
+                .iter()
+                .flat_map(|r| r[1..].to_vec())
+                .collect::<Vec<u32>>(),
             (rows.len(), longest - 1, 1),
             &self.device,
         )?;

@@ -160,8 +160,9 @@ impl Default for Config {
             temperature: 1.0,
             top_p: 1.0,
             generate_max_len: 1024,
-            input_template: "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
-                .into(),
+            input_template:
+                "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+                    .into(),
             system_prompt: String::new(),
             reward_difficulty_bounds: [0.2, 0.8],
             advantage_estimator: Estimator::Reinforce,
@@ -198,10 +199,16 @@ impl Config {
         let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
         let mut cfg: Config = if is_json {
             serde_json::from_str(&text).map_err(|e| {
-                TrainError::Config(format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+                TrainError::Config(format!(
+                    "{}:{}:{}: {e}",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ))
             })?
         } else {
-            toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?
+            toml::from_str(&text)
+                .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?
         };
         if let Some(base) = path.parent() {
             cfg.rebase(base);
@@ -211,8 +218,13 @@ impl Config {
 
     /// Parses a JSON configuration (the C ABI's form); paths stay as given.
     pub fn from_json(text: &str) -> Result<Config, TrainError> {
-        serde_json::from_str(text)
-            .map_err(|e| TrainError::Config(format!("config JSON line {} column {}: {e}", e.line(), e.column())))
+        serde_json::from_str(text).map_err(|e| {
+            TrainError::Config(format!(
+                "config JSON line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     fn rebase(&mut self, base: &Path) {
@@ -251,7 +263,9 @@ impl Config {
         }
         let [lo, hi] = self.reward_difficulty_bounds;
         if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-            return bad(format!("reward_difficulty_bounds: [{lo}, {hi}] must satisfy 0 <= lo <= hi <= 1"));
+            return bad(format!(
+                "reward_difficulty_bounds: [{lo}, {hi}] must satisfy 0 <= lo <= hi <= 1"
+            ));
         }
         if self.n_samples_per_prompt == 0 {
             return bad("n_samples_per_prompt must be at least 1".into());
@@ -266,8 +280,14 @@ impl Config {
             ("max_epochs", self.max_epochs),
             ("generate_max_len", self.generate_max_len),
             ("few_shot_generation", self.few_shot_generation),
-            ("few_shot_generation_batch_size", self.few_shot_generation_batch_size),
-            ("instruction_max_new_tokens", self.instruction_max_new_tokens),
+            (
+                "few_shot_generation_batch_size",
+                self.few_shot_generation_batch_size,
+            ),
+            (
+                "instruction_max_new_tokens",
+                self.instruction_max_new_tokens,
+            ),
             ("max_rounds_per_step", self.max_rounds_per_step),
             ("eval_max_len", self.eval_max_len),
         ] {
@@ -282,22 +302,36 @@ impl Config {
             ));
         }
         if !(0.0..=1.0).contains(&self.rouge_threshold) {
-            return bad(format!("rouge_threshold {} is outside [0, 1]", self.rouge_threshold));
+            return bad(format!(
+                "rouge_threshold {} is outside [0, 1]",
+                self.rouge_threshold
+            ));
         }
-        for (name, v) in [("temperature", self.temperature), ("instruction_temperature", self.instruction_temperature), ("eval_temperature", self.eval_temperature)] {
+        for (name, v) in [
+            ("temperature", self.temperature),
+            ("instruction_temperature", self.instruction_temperature),
+            ("eval_temperature", self.eval_temperature),
+        ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return bad(format!("{name} {v} must be finite and >= 0"));
             }
         }
-        for (name, v) in [("top_p", self.top_p), ("instruction_top_p", self.instruction_top_p)] {
+        for (name, v) in [
+            ("top_p", self.top_p),
+            ("instruction_top_p", self.instruction_top_p),
+        ] {
             if !(v > 0.0 && v <= 1.0) {
                 return bad(format!("{name} {v} must be in (0, 1]"));
             }
         }
         if !(self.actor_learning_rate >= 0.0 && self.actor_learning_rate.is_finite()) {
-            return bad(format!("actor_learning_rate {} must be finite and >= 0", self.actor_learning_rate));
+            return bad(format!(
+                "actor_learning_rate {} must be finite and >= 0",
+                self.actor_learning_rate
+            ));
         }
-        if !(0.0..=1.0).contains(&self.lr_warmup_ratio) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
+        if !(0.0..=1.0).contains(&self.lr_warmup_ratio) || !(0.0..=1.0).contains(&self.min_lr_ratio)
+        {
             return bad("lr_warmup_ratio and min_lr_ratio must be in [0, 1]".into());
         }
         let [b1, b2] = self.adam_betas;
@@ -310,8 +344,10 @@ impl Config {
         if !self.input_template.contains("{problem}") {
             return bad("input_template must contain {problem}".into());
         }
-        crate::model::device_from_name(&self.device).map_err(|e| TrainError::Config(format!("device: {e}")))?;
-        crate::model::dtype_from_name(&self.dtype).map_err(|e| TrainError::Config(format!("dtype: {e}")))?;
+        crate::model::device_from_name(&self.device)
+            .map_err(|e| TrainError::Config(format!("device: {e}")))?;
+        crate::model::dtype_from_name(&self.dtype)
+            .map_err(|e| TrainError::Config(format!("dtype: {e}")))?;
         Ok(())
     }
 

@@ -25,22 +25,38 @@ pub fn read_examples(path: &Path, need_answers: bool) -> Result<Vec<Example>, Tr
             continue;
         }
         let at = || format!("{}:{}", path.display(), i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| TrainError::Data(format!("{}: invalid JSON: {e}", at())))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| TrainError::Data(format!("{}: invalid JSON: {e}", at())))?;
         let problem = ["problem", "question", "instruction"]
             .iter()
             .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
-            .ok_or_else(|| TrainError::Data(format!("{}: needs a string field \"problem\" (or \"question\")", at())))?;
+            .ok_or_else(|| {
+                TrainError::Data(format!(
+                    "{}: needs a string field \"problem\" (or \"question\")",
+                    at()
+                ))
+            })?;
         let answer = match v.get("answer") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
             Some(serde_json::Value::Null) | None => None,
-            Some(_) => return Err(TrainError::Data(format!("{}: field \"answer\" must be a string or number", at()))),
+            Some(_) => {
+                return Err(TrainError::Data(format!(
+                    "{}: field \"answer\" must be a string or number",
+                    at()
+                )));
+            }
         };
         if need_answers && answer.is_none() {
-            return Err(TrainError::Data(format!("{}: field \"answer\" is missing (needed here)", at())));
+            return Err(TrainError::Data(format!(
+                "{}: field \"answer\" is missing (needed here)",
+                at()
+            )));
         }
-        out.push(Example { problem: problem.to_string(), answer });
+        out.push(Example {
+            problem: problem.to_string(),
+            answer,
+        });
     }
     if out.is_empty() {
         return Err(TrainError::Data(format!("{}: no records", path.display())));

@@ -9,7 +9,9 @@ mod trainer;
 pub use config::{Config, RewardSource};
 pub use data::{Example, is_correct, read_examples};
 pub use optim::{AdamW, clip_grad_norm, cosine_lr};
-pub use trainer::{EvalResult, PhaseSeconds, ProgressFn, RewardFn, StepStats, Trainer, evaluate_model};
+pub use trainer::{
+    EvalResult, PhaseSeconds, ProgressFn, RewardFn, StepStats, Trainer, evaluate_model,
+};
 
 use crate::model::ModelError;
 use crate::rl::RlError;
@@ -54,6 +56,9 @@ impl From<candle_core::Error> for TrainError {
 
 impl TrainError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.display().to_string(), source }
+        TrainError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }

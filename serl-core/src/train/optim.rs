@@ -23,14 +23,26 @@ pub struct AdamW {
 
 impl AdamW {
     /// Zero moments for these parameters.
-    pub fn new(params: &[&Var], betas: (f64, f64), eps: f64, weight_decay: f64) -> Result<Self, TrainError> {
+    pub fn new(
+        params: &[&Var],
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+    ) -> Result<Self, TrainError> {
         let mut m = Vec::with_capacity(params.len());
         let mut v = Vec::with_capacity(params.len());
         for p in params {
             m.push(p.as_tensor().zeros_like()?.to_dtype(DType::F32)?);
             v.push(p.as_tensor().zeros_like()?.to_dtype(DType::F32)?);
         }
-        Ok(AdamW { betas, eps, weight_decay, step: 0, m, v })
+        Ok(AdamW {
+            betas,
+            eps,
+            weight_decay,
+            step: 0,
+            m,
+            v,
+        })
     }
 
     /// One update with learning rate `lr`; `grads[i]` belongs to `params[i]`.
@@ -67,12 +79,22 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::state_tensors`].
-    pub fn load_state(&mut self, mut t: HashMap<String, Tensor>, step: usize) -> Result<(), TrainError> {
+    pub fn load_state(
+        &mut self,
+        mut t: HashMap<String, Tensor>,
+        step: usize,
+    ) -> Result<(), TrainError> {
         for i in 0..self.m.len() {
-            let m = t.remove(&format!("m.{i}")).ok_or_else(|| TrainError::Checkpoint(format!("optimizer state m.{i} missing")))?;
-            let v = t.remove(&format!("v.{i}")).ok_or_else(|| TrainError::Checkpoint(format!("optimizer state v.{i} missing")))?;
+            let m = t
+                .remove(&format!("m.{i}"))
+                .ok_or_else(|| TrainError::Checkpoint(format!("optimizer state m.{i} missing")))?;
+            let v = t
+                .remove(&format!("v.{i}"))
+                .ok_or_else(|| TrainError::Checkpoint(format!("optimizer state v.{i} missing")))?;
             if m.dims() != self.m[i].dims() || v.dims() != self.v[i].dims() {
-                return Err(TrainError::Checkpoint(format!("optimizer state {i} has the wrong shape")));
+                return Err(TrainError::Checkpoint(format!(
+                    "optimizer state {i} has the wrong shape"
+                )));
             }
             self.m[i] = m.to_device(self.m[i].device())?;
             self.v[i] = v.to_device(self.v[i].device())?;
@@ -101,7 +123,11 @@ pub fn cosine_lr(step: usize, total: usize, peak: f64, warmup_ratio: f64, min_ra
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64, TrainError> {
     let mut sq = 0.0f64;
     for g in grads.iter() {
-        sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+        sq += g
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
     }
     let norm = sq.sqrt();
     if norm.is_finite() && norm > max_norm {
@@ -137,7 +163,9 @@ mod tests {
         opt.update(&[&w], &[g], 0.01).unwrap();
         let v: Vec<f32> = w.as_tensor().to_vec1().unwrap();
         // Adam's first step is lr·sign(g) (0 where g = 0).
-        assert!((v[0] - 0.99).abs() < 1e-6 && (v[1] + 1.99).abs() < 1e-6 && (v[2] - 3.0).abs() < 1e-6);
+        assert!(
+            (v[0] - 0.99).abs() < 1e-6 && (v[1] + 1.99).abs() < 1e-6 && (v[2] - 3.0).abs() < 1e-6
+        );
     }
 
     #[test]

@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, CaseMode, DiversityFilter, Rng};
 use crate::model::generate::{self, Generation};
-use crate::model::{self, ChatMessage, GenerateRequest, LoadOptions, Model, SamplingParams, Tokenizer};
+use crate::model::{
+    self, ChatMessage, GenerateRequest, LoadOptions, Model, SamplingParams, Tokenizer,
+};
 use crate::rl::{self, RlConfig};
 
+use super::TrainError;
 use super::config::{Config, RewardSource};
 use super::data::{Example, is_correct, read_examples};
 use super::optim::{AdamW, clip_grad_norm, cosine_lr};
-use super::TrainError;
 
 /// A reward function replacing the configured one: (response text, the
 /// question with its label) → reward.
@@ -155,16 +157,25 @@ impl Trainer {
     /// directory (writing `config.json` there).
     pub fn new(cfg: Config) -> Result<Trainer, TrainError> {
         cfg.validate()?;
-        let opts = LoadOptions { device: model::device_from_name(&cfg.device)?, dtype: model::dtype_from_name(&cfg.dtype)? };
+        let opts = LoadOptions {
+            device: model::device_from_name(&cfg.device)?,
+            dtype: model::dtype_from_name(&cfg.dtype)?,
+        };
         let (model, tokenizer) = model::load_model(&cfg.model, &opts)?;
         Trainer::with_model(cfg, model, tokenizer)
     }
 
     /// Like [`Trainer::new`] with an already loaded policy.
-    pub fn with_model(cfg: Config, model: Model, tokenizer: Tokenizer) -> Result<Trainer, TrainError> {
+    pub fn with_model(
+        cfg: Config,
+        model: Model,
+        tokenizer: Tokenizer,
+    ) -> Result<Trainer, TrainError> {
         cfg.validate()?;
         if tokenizer.chat_template().is_none() {
-            return Err(TrainError::Config("model: its tokenizer has no chat template".into()));
+            return Err(TrainError::Config(
+                "model: its tokenizer has no chat template".into(),
+            ));
         }
         let need_labels = cfg.reward == RewardSource::GroundTruth;
         let seeds = read_examples(&cfg.seeds, need_labels)?;
@@ -172,11 +183,25 @@ impl Trainer {
             Some(p) => read_examples(p, true)?,
             None => Vec::new(),
         };
-        let reference = if cfg.init_kl_coef > 0.0 { Some(model.try_clone()?) } else { None };
-        let params: Vec<_> = model.named_parameters().into_iter().map(|(_, v)| v).collect();
-        let opt = AdamW::new(&params, (cfg.adam_betas[0], cfg.adam_betas[1]), cfg.adam_eps, cfg.weight_decay)?;
+        let reference = if cfg.init_kl_coef > 0.0 {
+            Some(model.try_clone()?)
+        } else {
+            None
+        };
+        let params: Vec<_> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let opt = AdamW::new(
+            &params,
+            (cfg.adam_betas[0], cfg.adam_betas[1]),
+            cfg.adam_eps,
+            cfg.weight_decay,
+        )?;
         std::fs::create_dir_all(&cfg.out).map_err(|e| TrainError::io(&cfg.out, e))?;
-        let text = serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
         crate::model::write_atomic(&cfg.out.join("config.json"), text.as_bytes())?;
         Ok(Trainer {
             rng: Rng::new(cfg.seed),
@@ -212,6 +237,12 @@ impl Trainer {
     /// boundary with [`TrainError::Interrupted`] (state as before the step).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Changes the total number of steps (e.g. to extend a resumed run);
+    /// the learning-rate schedule is planned for the new total.
+    pub fn set_total_steps(&mut self, steps: usize) {
+        self.cfg.steps = steps;
     }
 
     /// The configuration.
@@ -291,7 +322,10 @@ impl Trainer {
 
     fn step_inner(&mut self) -> Result<StepStats, TrainError> {
         let cfg = self.cfg.clone();
-        let mut stats = StepStats { step: self.step + 1, ..Default::default() };
+        let mut stats = StepStats {
+            step: self.step + 1,
+            ..Default::default()
+        };
         let mut kept: Vec<Group> = Vec::new();
         let mut log: Vec<serde_json::Value> = Vec::new();
         let mut gen_tokens = 0usize;
@@ -301,7 +335,11 @@ impl Trainer {
         let seed_texts: Vec<String> = self.seeds.iter().map(|e| e.problem.clone()).collect();
         // The diversity filter compares against the seeds and this step's accepted batch.
         let mut diversity = DiversityFilter::new(&seed_texts, cfg.rouge_threshold);
-        let case = if cfg.keep_case { CaseMode::Keep } else { CaseMode::Capitalize };
+        let case = if cfg.keep_case {
+            CaseMode::Keep
+        } else {
+            CaseMode::Capitalize
+        };
         while kept.len() < cfg.rollout_batch_size && stats.rounds < cfg.max_rounds_per_step {
             self.check_stop()?;
             stats.rounds += 1;
@@ -316,7 +354,12 @@ impl Trainer {
                     self.report("instructions", pending.len(), need);
                     let mut prompts = Vec::new();
                     for _ in 0..cfg.few_shot_generation_batch_size {
-                        let p = eval::build_generation_prompt(&seed_texts, &self.pool, cfg.few_shot_generation, &mut self.rng);
+                        let p = eval::build_generation_prompt(
+                            &seed_texts,
+                            &self.pool,
+                            cfg.few_shot_generation,
+                            &mut self.rng,
+                        );
                         prompts.push(self.chat_ids(&p.system, &p.user)?);
                     }
                     let params = SamplingParams {
@@ -328,7 +371,12 @@ impl Trainer {
                         seed: self.rng.next_u64(),
                         ..Default::default()
                     };
-                    let gens = generate::generate(&self.model, &self.tokenizer, &GenerateRequest { prompts, params }, |_| {})?;
+                    let gens = generate::generate(
+                        &self.model,
+                        &self.tokenizer,
+                        &GenerateRequest { prompts, params },
+                        |_| {},
+                    )?;
                     gen_tokens += gens.iter().map(|g| g.token_ids.len()).sum::<usize>();
                     let tf = Instant::now();
                     for g in &gens {
@@ -350,7 +398,13 @@ impl Trainer {
                                 log.push(serde_json::json!({"step": stats.step, "instruction": item.text, "status": "similarity_filtered", "rouge_l": v.max_rouge_l}));
                                 continue;
                             }
-                            pending.push((Example { problem: item.text, answer: None }, true));
+                            pending.push((
+                                Example {
+                                    problem: item.text,
+                                    answer: None,
+                                },
+                                true,
+                            ));
                         }
                     }
                     stats.seconds.filtering += tf.elapsed().as_secs_f64();
@@ -380,7 +434,10 @@ impl Trainer {
             // 4: rollouts.
             let t = Instant::now();
             self.report("rollouts", 0, pending.len());
-            let prompts: Vec<Vec<u32>> = pending.iter().map(|(e, _)| self.rollout_ids(&e.problem)).collect::<Result<_, _>>()?;
+            let prompts: Vec<Vec<u32>> = pending
+                .iter()
+                .map(|(e, _)| self.rollout_ids(&e.problem))
+                .collect::<Result<_, _>>()?;
             let params = SamplingParams {
                 n: cfg.n_samples_per_prompt,
                 temperature: cfg.temperature,
@@ -389,7 +446,15 @@ impl Trainer {
                 seed: self.rng.next_u64(),
                 ..Default::default()
             };
-            let gens = generate::generate(&self.model, &self.tokenizer, &GenerateRequest { prompts: prompts.clone(), params }, |_| {})?;
+            let gens = generate::generate(
+                &self.model,
+                &self.tokenizer,
+                &GenerateRequest {
+                    prompts: prompts.clone(),
+                    params,
+                },
+                |_| {},
+            )?;
             gen_tokens += gens.iter().map(|g| g.token_ids.len()).sum::<usize>();
             let el = t.elapsed().as_secs_f64();
             stats.seconds.rollout += el;
@@ -402,14 +467,23 @@ impl Trainer {
                 let samples: Vec<Generation> = it.by_ref().take(cfg.n_samples_per_prompt).collect();
                 let texts: Vec<&str> = samples.iter().map(|g| g.text.as_str()).collect();
                 let (rewards, majority) = match (&self.reward_fn, cfg.reward) {
-                    (Some(f), _) => (texts.iter().map(|t| f(t, &example)).collect::<Vec<f64>>(), None),
+                    (Some(f), _) => (
+                        texts.iter().map(|t| f(t, &example)).collect::<Vec<f64>>(),
+                        None,
+                    ),
                     (None, RewardSource::MajorityVote) => {
                         let v = eval::vote(&texts, cfg.vote_mode);
                         (v.rewards, Some(v.majority))
                     }
                     (None, RewardSource::GroundTruth) => {
                         let label = example.answer.as_deref().unwrap_or_default();
-                        (texts.iter().map(|t| if is_correct(t, label) { 1.0 } else { 0.0 }).collect(), None)
+                        (
+                            texts
+                                .iter()
+                                .map(|t| if is_correct(t, label) { 1.0 } else { 0.0 })
+                                .collect(),
+                            None,
+                        )
                     }
                 };
                 if let (Some(label), Some(maj)) = (example.answer.as_deref(), majority.as_deref()) {
@@ -420,7 +494,14 @@ impl Trainer {
                 }
                 let agreement = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
                 agreements.push(agreement);
-                groups.push(Group { example, generated, prompt_ids, samples, rewards, agreement });
+                groups.push(Group {
+                    example,
+                    generated,
+                    prompt_ids,
+                    samples,
+                    rewards,
+                    agreement,
+                });
             }
             stats.seconds.scoring += t.elapsed().as_secs_f64();
             // 6: difficulty filter.
@@ -465,11 +546,17 @@ impl Trainer {
                 "agreement": g.agreement, "generated": g.generated}));
         }
         self.step += 1;
-        if cfg.eval_steps > 0 && self.step.is_multiple_of(cfg.eval_steps) && !self.eval_set.is_empty() {
+        if cfg.eval_steps > 0
+            && self.step.is_multiple_of(cfg.eval_steps)
+            && !self.eval_set.is_empty()
+        {
             stats.eval = Some(self.evaluate()?);
         }
         append_jsonl(&cfg.out.join("instructions.jsonl"), &log)?;
-        append_jsonl(&cfg.out.join("metrics.jsonl"), &[serde_json::to_value(&stats).map_err(|e| TrainError::Data(e.to_string()))?])?;
+        append_jsonl(
+            &cfg.out.join("metrics.jsonl"),
+            &[serde_json::to_value(&stats).map_err(|e| TrainError::Data(e.to_string()))?],
+        )?;
         self.history.push(stats.clone());
         if cfg.save_steps > 0 && self.step.is_multiple_of(cfg.save_steps) {
             self.save_checkpoint()?;
@@ -491,7 +578,11 @@ impl Trainer {
             for (s, r) in g.samples.iter().zip(&g.rewards) {
                 let mut ids = g.prompt_ids.clone();
                 ids.extend(&s.token_ids);
-                seqs.push(Seq { ids, prompt_len: g.prompt_ids.len(), old: s.logprobs.iter().map(|&x| x as f64).collect() });
+                seqs.push(Seq {
+                    ids,
+                    prompt_len: g.prompt_ids.len(),
+                    old: s.logprobs.iter().map(|&x| x as f64).collect(),
+                });
                 rewards.push(*r);
             }
         }
@@ -499,7 +590,11 @@ impl Trainer {
         let t_max = seqs.iter().map(|s| s.old.len()).max().unwrap_or(0);
         let mask: Vec<Vec<f64>> = seqs
             .iter()
-            .map(|s| (0..t_max).map(|t| if t < s.old.len() { 1.0 } else { 0.0 }).collect())
+            .map(|s| {
+                (0..t_max)
+                    .map(|t| if t < s.old.len() { 1.0 } else { 0.0 })
+                    .collect()
+            })
             .collect();
         let pad = |v: &[f64]| {
             let mut x = v.to_vec();
@@ -514,7 +609,10 @@ impl Trainer {
                 for chunk in seqs.chunks(cfg.micro_train_batch_size) {
                     let rows: Vec<Vec<u32>> = chunk.iter().map(|s| s.ids.clone()).collect();
                     for (s, lp) in chunk.iter().zip(r.sequence_logprobs(&rows)?) {
-                        out.push(pad(&lp[s.prompt_len - 1..].iter().map(|&x| x as f64).collect::<Vec<_>>()));
+                        out.push(pad(&lp[s.prompt_len - 1..]
+                            .iter()
+                            .map(|&x| x as f64)
+                            .collect::<Vec<_>>()));
                     }
                 }
                 out
@@ -533,12 +631,22 @@ impl Trainer {
         };
         let out = rl::compute(&rl_cfg, &mask, &rewards, &old, &refp, &old, &old)?;
         let n_tok: f64 = mask.iter().flatten().sum();
-        let kl_all = rl::kl(&old.concat(), &refp.concat(), &mask.concat(), cfg.kl_estimator);
+        let kl_all = rl::kl(
+            &old.concat(),
+            &refp.concat(),
+            &mask.concat(),
+            cfg.kl_estimator,
+        );
         stats.kl = kl_all.iter().sum::<f64>() / n_tok.max(1.0);
         stats.reward_mean = rewards.iter().sum::<f64>() / b.max(1) as f64;
         stats.response_len_mean = n_tok / b.max(1) as f64;
 
-        let params: Vec<_> = self.model.named_parameters().into_iter().map(|(_, v)| v.clone()).collect();
+        let params: Vec<_> = self
+            .model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, v)| v.clone())
+            .collect();
         let planned = cfg.planned_optimizer_steps();
         let dev = self.model.device().clone();
         let mut losses = Vec::new();
@@ -546,13 +654,18 @@ impl Trainer {
             let mut order: Vec<usize> = (0..b).collect();
             self.rng.shuffle(&mut order);
             for batch in order.chunks(cfg.train_batch_size) {
-                let tokens: f64 = batch.iter().map(|&i| seqs[i].old.len() as f64).sum::<f64>().max(1.0);
+                let tokens: f64 = batch
+                    .iter()
+                    .map(|&i| seqs[i].old.len() as f64)
+                    .sum::<f64>()
+                    .max(1.0);
                 let mut acc: Vec<Option<Tensor>> = vec![None; params.len()];
                 let mut batch_loss = 0.0;
                 for micro in batch.chunks(cfg.micro_train_batch_size) {
                     let l = micro.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
                     let mut ids = Vec::with_capacity(micro.len() * l);
-                    let (mut m, mut a, mut o, mut rf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    let (mut m, mut a, mut o, mut rf) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                     for &i in micro {
                         let s = &seqs[i];
                         ids.extend(&s.ids);
@@ -606,7 +719,13 @@ impl Trainer {
                     .map(|(g, p)| g.map_or_else(|| p.as_tensor().zeros_like(), Ok))
                     .collect::<Result<_, _>>()?;
                 let norm = clip_grad_norm(&mut grads, cfg.max_norm)?;
-                let lr = cosine_lr(self.opt.step, planned, cfg.actor_learning_rate, cfg.lr_warmup_ratio, cfg.min_lr_ratio);
+                let lr = cosine_lr(
+                    self.opt.step,
+                    planned,
+                    cfg.actor_learning_rate,
+                    cfg.lr_warmup_ratio,
+                    cfg.min_lr_ratio,
+                );
                 let refs: Vec<&candle_core::Var> = params.iter().collect();
                 self.opt.update(&refs, &grads, lr)?;
                 stats.lr = lr;
@@ -622,13 +741,26 @@ impl Trainer {
     /// Greedy pass@1 and (with `eval_k` > 0) avg@k and maj@k on the
     /// evaluation set; appends the result to `eval.jsonl`.
     pub fn evaluate(&mut self) -> Result<EvalResult, TrainError> {
-        let r = evaluate_model(&self.model, &self.tokenizer, &self.eval_set, &self.cfg, self.step)?;
-        append_jsonl(&self.cfg.out.join("eval.jsonl"), &[serde_json::to_value(&r).map_err(|e| TrainError::Data(e.to_string()))?])?;
+        let r = evaluate_model(
+            &self.model,
+            &self.tokenizer,
+            &self.eval_set,
+            &self.cfg,
+            self.step,
+        )?;
+        append_jsonl(
+            &self.cfg.out.join("eval.jsonl"),
+            &[serde_json::to_value(&r).map_err(|e| TrainError::Data(e.to_string()))?],
+        )?;
         Ok(r)
     }
 
     /// Runs `steps` steps, calling `on_step` after each.
-    pub fn train(&mut self, steps: usize, mut on_step: impl FnMut(&StepStats)) -> Result<(), TrainError> {
+    pub fn train(
+        &mut self,
+        steps: usize,
+        mut on_step: impl FnMut(&StepStats),
+    ) -> Result<(), TrainError> {
         for _ in 0..steps {
             let s = self.step()?;
             on_step(&s);
@@ -656,7 +788,10 @@ impl Trainer {
     pub fn save_to(&self, dir: &Path) -> Result<(), TrainError> {
         let parent = dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
-        let mut tmp_name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut tmp_name = dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         tmp_name.push(".tmp");
         let tmp = dir.with_file_name(tmp_name);
         let _ = std::fs::remove_dir_all(&tmp);
@@ -678,8 +813,10 @@ impl Trainer {
             optimizer_step: self.opt.step,
             history: self.history.clone(),
         };
-        let text = serde_json::to_string_pretty(&state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        std::fs::write(tmp.join("trainer_state.json"), text).map_err(|e| TrainError::io(&tmp, e))?;
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        std::fs::write(tmp.join("trainer_state.json"), text)
+            .map_err(|e| TrainError::io(&tmp, e))?;
         let old = dir.with_extension("old");
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&old);
@@ -707,15 +844,19 @@ impl Trainer {
     /// Continues with `cfg` from checkpoint directory `ck`.
     pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
         let mut t = Trainer::new(cfg)?;
-        let opts = LoadOptions { device: t.model.device().clone(), dtype: t.model.dtype() };
+        let opts = LoadOptions {
+            device: t.model.device().clone(),
+            dtype: t.model.dtype(),
+        };
         let (m, _) = model::load_model(ck, &opts)?;
         for ((name, dst), (_, src)) in t.model.named_parameters().iter().zip(m.named_parameters()) {
-            dst.set(src.as_tensor()).map_err(|e| TrainError::Checkpoint(format!("{name}: {e}")))?;
+            dst.set(src.as_tensor())
+                .map_err(|e| TrainError::Checkpoint(format!("{name}: {e}")))?;
         }
         let sp = ck.join("trainer_state.json");
         let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
-        let st: TrainerState =
-            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
+        let st: TrainerState = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
         let op = ck.join("optimizer.safetensors");
         let moments = candle_core::safetensors::load(&op, t.model.device())
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", op.display())))?;
@@ -733,8 +874,11 @@ impl Trainer {
         }
         t.history = st.history;
         // Steps after the checkpoint are forgotten: rewrite metrics.jsonl from its history.
-        let lines: Vec<serde_json::Value> =
-            t.history.iter().filter_map(|h| serde_json::to_value(h).ok()).collect();
+        let lines: Vec<serde_json::Value> = t
+            .history
+            .iter()
+            .filter_map(|h| serde_json::to_value(h).ok())
+            .collect();
         let mp = t.cfg.out.join("metrics.jsonl");
         let mut text = String::new();
         for l in &lines {
@@ -747,8 +891,18 @@ impl Trainer {
 }
 
 /// Greedy pass@1, avg@k and maj@k of `model` on labelled `examples`.
-pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg: &Config, step: usize) -> Result<EvalResult, TrainError> {
-    let n = if cfg.eval_limit > 0 { cfg.eval_limit.min(examples.len()) } else { examples.len() };
+pub fn evaluate_model(
+    model: &Model,
+    tok: &Tokenizer,
+    examples: &[Example],
+    cfg: &Config,
+    step: usize,
+) -> Result<EvalResult, TrainError> {
+    let n = if cfg.eval_limit > 0 {
+        cfg.eval_limit.min(examples.len())
+    } else {
+        examples.len()
+    };
     let examples = &examples[..n];
     let mut prompts = Vec::with_capacity(n);
     for e in examples {
@@ -756,10 +910,18 @@ pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg:
         if !cfg.system_prompt.is_empty() {
             msgs.push(ChatMessage::new("system", &cfg.system_prompt));
         }
-        msgs.push(ChatMessage::new("user", &cfg.input_template.replace("{problem}", &e.problem)));
+        msgs.push(ChatMessage::new(
+            "user",
+            &cfg.input_template.replace("{problem}", &e.problem),
+        ));
         prompts.push(tok.encode(&tok.apply_chat_template(&msgs, true)?)?);
     }
-    let mut result = EvalResult { step, questions: n, k: cfg.eval_k, ..Default::default() };
+    let mut result = EvalResult {
+        step,
+        questions: n,
+        k: cfg.eval_k,
+        ..Default::default()
+    };
     if n == 0 {
         return Ok(result);
     }
@@ -767,8 +929,20 @@ pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg:
     let chunk = 16;
     let mut correct = 0usize;
     for (ps, es) in prompts.chunks(chunk).zip(examples.chunks(chunk)) {
-        let params = SamplingParams { temperature: 0.0, max_new_tokens: cfg.eval_max_len, ..Default::default() };
-        let gens = generate::generate(model, tok, &GenerateRequest { prompts: ps.to_vec(), params }, |_| {})?;
+        let params = SamplingParams {
+            temperature: 0.0,
+            max_new_tokens: cfg.eval_max_len,
+            ..Default::default()
+        };
+        let gens = generate::generate(
+            model,
+            tok,
+            &GenerateRequest {
+                prompts: ps.to_vec(),
+                params,
+            },
+            |_| {},
+        )?;
         for (g, e) in gens.iter().zip(es) {
             if is_correct(&g.text, e.answer.as_deref().unwrap_or_default()) {
                 correct += 1;
@@ -776,9 +950,9 @@ pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg:
         }
     }
     result.pass_at_1 = correct as f64 / n as f64;
-    if cfg.eval_k > 0 {
+    if let Some(per) = chunk.checked_div(cfg.eval_k) {
+        let per = per.max(1);
         let (mut sample_hits, mut maj_hits) = (0usize, 0usize);
-        let per = (chunk / cfg.eval_k).max(1);
         for (ci, (ps, es)) in prompts.chunks(per).zip(examples.chunks(per)).enumerate() {
             let params = SamplingParams {
                 n: cfg.eval_k,
@@ -787,10 +961,21 @@ pub fn evaluate_model(model: &Model, tok: &Tokenizer, examples: &[Example], cfg:
                 seed: cfg.seed ^ (ci as u64).wrapping_mul(0x9e37_79b9),
                 ..Default::default()
             };
-            let gens = generate::generate(model, tok, &GenerateRequest { prompts: ps.to_vec(), params }, |_| {})?;
+            let gens = generate::generate(
+                model,
+                tok,
+                &GenerateRequest {
+                    prompts: ps.to_vec(),
+                    params,
+                },
+                |_| {},
+            )?;
             for (gi, e) in es.iter().enumerate() {
                 let label = e.answer.as_deref().unwrap_or_default();
-                let texts: Vec<&str> = gens[gi * cfg.eval_k..(gi + 1) * cfg.eval_k].iter().map(|g| g.text.as_str()).collect();
+                let texts: Vec<&str> = gens[gi * cfg.eval_k..(gi + 1) * cfg.eval_k]
+                    .iter()
+                    .map(|g| g.text.as_str())
+                    .collect();
                 sample_hits += texts.iter().filter(|t| is_correct(t, label)).count();
                 let v = eval::vote(&texts, eval::VoteMode::Equiv);
                 if !v.majority.is_empty() && is_correct(&v.majority, label) {
@@ -808,11 +993,16 @@ fn append_jsonl(path: &Path, lines: &[serde_json::Value]) -> Result<(), TrainErr
     if lines.is_empty() {
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))?;
     let mut buf = String::new();
     for l in lines {
         buf.push_str(&l.to_string());
         buf.push('\n');
     }
-    f.write_all(buf.as_bytes()).map_err(|e| TrainError::io(path, e))
+    f.write_all(buf.as_bytes())
+        .map_err(|e| TrainError::io(path, e))
 }

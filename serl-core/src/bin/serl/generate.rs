@@ -65,9 +65,13 @@ pub struct GenerateArgs {
 
 /// Runs `serl generate`.
 pub fn run(a: GenerateArgs) -> Result<()> {
-    let opts = LoadOptions { device: model::device_from_name(&a.device)?, dtype: model::dtype_from_name(&a.dtype)? };
+    let opts = LoadOptions {
+        device: model::device_from_name(&a.device)?,
+        dtype: model::dtype_from_name(&a.dtype)?,
+    };
     let t0 = Instant::now();
-    let (m, tok) = model::load_model(&a.model, &opts).with_context(|| format!("loading {}", a.model.display()))?;
+    let (m, tok) = model::load_model(&a.model, &opts)
+        .with_context(|| format!("loading {}", a.model.display()))?;
     let load_s = t0.elapsed().as_secs_f64();
     let text = if a.chat {
         let mut msgs = Vec::new();
@@ -92,7 +96,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    let req = GenerateRequest { prompts: vec![ids.clone()], params };
+    let req = GenerateRequest {
+        prompts: vec![ids.clone()],
+        params,
+    };
     let stream = !a.json && a.n == 1;
     let mut streamed: Vec<u32> = Vec::new();
     let mut printed = 0usize;
@@ -110,7 +117,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             && s.len() > printed
             && s.is_char_boundary(printed)
         {
-            if let Err(err) = out.write_all(s[printed..].as_bytes()).and_then(|_| out.flush()) {
+            if let Err(err) = out
+                .write_all(&s.as_bytes()[printed..])
+                .and_then(|_| out.flush())
+            {
                 io_err = Some(err);
             }
             printed = s.len();

@@ -16,6 +16,8 @@ use serl_core::eval::{self, CaseMode, DiversityFilter, Rng, VoteMode};
 
 #[cfg(feature = "train")]
 mod generate;
+#[cfg(feature = "train")]
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -80,6 +82,13 @@ enum Command {
     /// ends with a tokens/s line on stderr.
     #[cfg(feature = "train")]
     Generate(generate::GenerateArgs),
+    /// Train a model with SeRL (self-instruction + majority-vote reward);
+    /// writes metrics, instructions, evaluations and checkpoints to the run directory.
+    #[cfg(feature = "train")]
+    Train(train::TrainArgs),
+    /// Greedy pass@1, avg@k and maj@k of a model on a labelled JSONL.
+    #[cfg(feature = "train")]
+    Eval(train::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -164,6 +173,10 @@ fn run(command: Command) -> Result<()> {
         }
         #[cfg(feature = "train")]
         Command::Generate(args) => generate::run(args),
+        #[cfg(feature = "train")]
+        Command::Train(args) => train::run_train(args),
+        #[cfg(feature = "train")]
+        Command::Eval(args) => train::run_eval(args),
     }
 }
 

@@ -122,17 +122,19 @@ fn env_at_plain(t: &str, i: usize, boxed: bool) -> Option<(usize, &'static str, 
         }
     }
     // 5. \s[ … ]\s : the content holds no newline or bracket.
-    if let Some(c) = char_at(t, i) {
-        if is_space(c) && at(i + c.len_utf8(), "[") {
-            let from = i + c.len_utf8() + 1;
-            let rel = t[from..].find(['\n', '[', ']']);
-            if let Some(r) = rel {
-                let k = from + r;
-                if k > from && b[k] == b']' {
-                    if let Some(after) = char_at(t, k + 1).filter(|c| is_space(*c)) {
-                        return Some((k + 1 + after.len_utf8(), "latexInlineBracket", from, k));
-                    }
-                }
+    if let Some(c) = char_at(t, i)
+        && is_space(c)
+        && at(i + c.len_utf8(), "[")
+    {
+        let from = i + c.len_utf8() + 1;
+        let rel = t[from..].find(['\n', '[', ']']);
+        if let Some(r) = rel {
+            let k = from + r;
+            if k > from
+                && b[k] == b']'
+                && let Some(after) = char_at(t, k + 1).filter(|c| is_space(*c))
+            {
+                return Some((k + 1 + after.len_utf8(), "latexInlineBracket", from, k));
             }
         }
     }
@@ -155,10 +157,10 @@ fn env_at_plain(t: &str, i: usize, boxed: bool) -> Option<(usize, &'static str, 
                 (k > s).then_some(k)
             };
             let k = digits(k)?;
-            if matches!(b.get(k), Some(b'.' | b',')) {
-                if let Some(k2) = digits(k + 1) {
-                    return Some(k2);
-                }
+            if matches!(b.get(k), Some(b'.' | b','))
+                && let Some(k2) = digits(k + 1)
+            {
+                return Some(k2);
             }
             Some(k)
         };

@@ -277,10 +277,10 @@ impl Expr {
 
     /// Free symbol names, in order of first occurrence.
     fn symbols<'a>(&'a self, out: &mut Vec<&'a str>) {
-        if let Expr::Sym(s) = self {
-            if !out.contains(&s.as_str()) {
-                out.push(s);
-            }
+        if let Expr::Sym(s) = self
+            && !out.contains(&s.as_str())
+        {
+            out.push(s);
         }
         self.for_each_child(&mut |c| c.symbols(out));
     }
@@ -512,10 +512,11 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
         if let Some(r) = pred.last_relation().rhs() {
             pred = r.clone();
         }
-    } else if g_assign && !p_eqn {
-        if let Some(r) = gold.last_relation().rhs() {
-            gold = r.clone();
-        }
+    } else if g_assign
+        && !p_eqn
+        && let Some(r) = gold.last_relation().rhs()
+    {
+        gold = r.clone();
     }
     if gold == pred {
         return true;
@@ -644,15 +645,15 @@ fn compare_sets(gold: &Expr, pred: &Expr) -> bool {
         Expr::Interval(s, t, true, true) => Some(Expr::Tuple(vec![(**s).clone(), (**t).clone()])),
         _ => None,
     };
-    if let (Some(t), Some(y)) = (as_pair(&a), set_items(&b)) {
-        if y.len() == 2 {
-            return compare_sets(&t, &b);
-        }
+    if let (Some(t), Some(y)) = (as_pair(&a), set_items(&b))
+        && y.len() == 2
+    {
+        return compare_sets(&t, &b);
     }
-    if let (Some(x), Some(t)) = (set_items(&a), as_pair(&b)) {
-        if x.len() == 2 {
-            return compare_sets(&a, &t);
-        }
+    if let (Some(x), Some(t)) = (set_items(&a), as_pair(&b))
+        && x.len() == 2
+    {
+        return compare_sets(&a, &t);
     }
     false
 }

@@ -75,16 +75,16 @@ pub fn extract_boxed_content(text: &str, mode: BoxedMode) -> String {
                 break;
             };
             let content = text[next + 1..end].trim().to_string();
-            if mode == BoxedMode::Last {
-                if let Some(lb) = last_boxed_start {
-                    let between = text.get(end + 1..lb).unwrap_or("");
-                    let sep = between.contains("and")
-                        || between.contains("or")
-                        || between.contains(',')
-                        || between.contains(';');
-                    if !(between.chars().count() < 70 && sep) {
-                        break;
-                    }
+            if mode == BoxedMode::Last
+                && let Some(lb) = last_boxed_start
+            {
+                let between = text.get(end + 1..lb).unwrap_or("");
+                let sep = between.contains("and")
+                    || between.contains("or")
+                    || between.contains(',')
+                    || between.contains(';');
+                if !(between.chars().count() < 70 && sep) {
+                    break;
                 }
             }
             results.push(content);

@@ -140,10 +140,10 @@ impl Num {
         let mut acc = Num::int(1);
         for _ in 0..e.unsigned_abs() {
             acc = acc.mul(base);
-            if let Num::Float(x) = acc {
-                if !x.is_finite() {
-                    return None;
-                }
+            if let Num::Float(x) = acc
+                && !x.is_finite()
+            {
+                return None;
             }
         }
         Some(acc)
