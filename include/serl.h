@@ -14,10 +14,8 @@
  * - No Rust panic crosses this boundary: one becomes SERL_ERR_PANIC.
  * - The evaluator functions are thread-safe. A serl_filter may be moved
  *   between threads but not used from two threads at once.
- *
- * Reserved for the trainer (a later release): serl_trainer_new(config_json,
- * &trainer), serl_step, serl_train, serl_trainer_save / serl_trainer_resume,
- * serl_trainer_metrics_json, serl_trainer_free.
+ * - A serl_trainer, like a serl_filter, may move between threads but is
+ *   used from one thread at a time.
  */
 
 
@@ -35,6 +33,13 @@
  * a time (it may move between threads).
  */
 typedef struct serl_filter serl_filter;
+
+/**
+ * A SeRL trainer (policy, frozen reference, optimizer, self-instruction
+ * state, run directory). Not thread-safe: use one handle from one thread at
+ * a time (it may move between threads).
+ */
+typedef struct serl_trainer serl_trainer;
 
 /**
  * Outcome of a libserl call. `SERL_OK` (0) is success.
@@ -63,6 +68,124 @@ typedef struct serl_rouge {
    */
   double r;
 } serl_rouge;
+
+/**
+ * The headline figures of one training step (the full record is a line of
+ * `metrics.jsonl` in the run directory and in [`serl_trainer_metrics_json`]).
+ */
+typedef struct serl_step_stats {
+  /**
+   * Step number, 1-based.
+   */
+  uint64_t step;
+  /**
+   * Mean reward of the sequences trained on.
+   */
+  double reward_mean;
+  /**
+   * Mean agreement (majority share) over every group scored.
+   */
+  double agreement_mean;
+  /**
+   * Instructions generated this step.
+   */
+  uint64_t generated;
+  /**
+   * Instructions dropped by the rule filters.
+   */
+  uint64_t rule_filtered;
+  /**
+   * Instructions dropped by the ROUGE-L diversity filter.
+   */
+  uint64_t similarity_filtered;
+  /**
+   * Groups dropped by the difficulty filter.
+   */
+  uint64_t difficulty_filtered;
+  /**
+   * Groups trained on.
+   */
+  uint64_t kept;
+  /**
+   * Share of labelled groups whose majority answer is right; NaN without labels.
+   */
+  double label_accuracy;
+  /**
+   * Mean KL(policy ‖ reference) per response token.
+   */
+  double kl;
+  /**
+   * Mean policy loss.
+   */
+  double loss;
+  /**
+   * Learning rate of the last optimizer step.
+   */
+  double lr;
+  /**
+   * Gradient norm before clipping.
+   */
+  double grad_norm;
+  /**
+   * Generated tokens per second.
+   */
+  double tokens_per_s;
+  /**
+   * Seconds writing instructions.
+   */
+  double seconds_instruction_generation;
+  /**
+   * Seconds sampling responses.
+   */
+  double seconds_rollout;
+  /**
+   * Seconds voting.
+   */
+  double seconds_scoring;
+  /**
+   * Seconds in the filters.
+   */
+  double seconds_filtering;
+  /**
+   * Seconds in the policy update.
+   */
+  double seconds_update;
+} serl_step_stats;
+
+/**
+ * Called after each step of [`serl_train`]; return false to stop early.
+ */
+typedef bool (*serl_step_callback)(const struct serl_step_stats *stats, void *user_data);
+
+/**
+ * Accuracy on the configuration's `eval_data`.
+ */
+typedef struct serl_eval_result {
+  /**
+   * Steps the model had taken.
+   */
+  uint64_t step;
+  /**
+   * Questions evaluated.
+   */
+  uint64_t questions;
+  /**
+   * Samples per question for avg@k / maj@k (0: greedy only).
+   */
+  uint64_t k;
+  /**
+   * Greedy accuracy.
+   */
+  double pass_at_1;
+  /**
+   * Mean accuracy of the k samples; NaN when k is 0.
+   */
+  double avg_at_k;
+  /**
+   * Accuracy of the majority answer of the k samples; NaN when k is 0.
+   */
+  double maj_at_k;
+} serl_eval_result;
 
 /**
  * Success.
@@ -279,6 +402,84 @@ serl_status serl_difficulty_keep(double agreement, double lo, double hi, bool *k
  * `request_json` is a NUL-terminated string; `result_json` is valid.
  */
 serl_status serl_advantages(const char *request_json, char **result_json);
+
+/**
+ * Creates a trainer from a JSON configuration (the fields of `serl train`'s
+ * config file; paths relative to the working directory): loads the model,
+ * seeds and evaluation set and creates the run directory. A bad field gives
+ * SERL_ERR_BAD_DATA with its name. Free with [`serl_trainer_free`].
+ *
+ * # Safety
+ * `config_json` is a NUL-terminated string; `trainer_out` is valid.
+ */
+serl_status serl_trainer_new(const char *config_json, struct serl_trainer **trainer_out);
+
+/**
+ * Continues the run in `run_dir` from its latest checkpoint (with the
+ * configuration it was started with).
+ *
+ * # Safety
+ * `run_dir` is a NUL-terminated string; `trainer_out` is valid.
+ */
+serl_status serl_trainer_resume(const char *run_dir, struct serl_trainer **trainer_out);
+
+/**
+ * Runs one SeRL step (self-instruction, rollouts, majority vote, filters,
+ * policy update) and writes its figures to `*stats_out` when not NULL.
+ *
+ * # Safety
+ * `trainer` is a live handle not used concurrently; `stats_out` is NULL or valid.
+ */
+serl_status serl_step(struct serl_trainer *trainer, struct serl_step_stats *stats_out);
+
+/**
+ * Runs up to `steps` steps, calling `callback` (when not NULL) after each;
+ * the callback returning false stops early (still SERL_OK).
+ *
+ * # Safety
+ * `trainer` is a live handle not used concurrently; `callback` is NULL or a
+ * function safe to call with `user_data`.
+ */
+serl_status serl_train(struct serl_trainer *trainer,
+                       size_t steps,
+                       serl_step_callback callback,
+                       void *user_data);
+
+/**
+ * Evaluates the policy on the configuration's `eval_data` (greedy pass@1,
+ * avg@k and maj@k with k = `eval_k`) and appends to `eval.jsonl`.
+ *
+ * # Safety
+ * `trainer` is a live handle not used concurrently; `result_out` is valid.
+ */
+serl_status serl_evaluate(struct serl_trainer *trainer, struct serl_eval_result *result_out);
+
+/**
+ * Writes a checkpoint of the current step into the run directory
+ * (`checkpoints/step-N`, Hugging Face format plus optimizer and trainer
+ * state); `*dir_out` (when not NULL) receives its path, owned by the caller.
+ *
+ * # Safety
+ * `trainer` is a live handle not used concurrently; `dir_out` is NULL or valid.
+ */
+serl_status serl_trainer_save(struct serl_trainer *trainer, char **dir_out);
+
+/**
+ * Every step's full statistics so far as a JSON array (the lines of
+ * `metrics.jsonl`); `*json_out` is owned by the caller.
+ *
+ * # Safety
+ * `trainer` is a live handle not used concurrently; `json_out` is valid.
+ */
+serl_status serl_trainer_metrics_json(struct serl_trainer *trainer, char **json_out);
+
+/**
+ * Frees a trainer. NULL is a no-op.
+ *
+ * # Safety
+ * `trainer` is NULL or a handle not freed yet.
+ */
+void serl_trainer_free(struct serl_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

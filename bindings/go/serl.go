@@ -239,3 +239,145 @@ func (f *Filter) Close() {
 		f.h = nil
 	}
 }
+
+// Stats are the headline figures of one training step (the full record is a
+// line of metrics.jsonl in the run directory, and in MetricsJSON).
+type Stats struct {
+	Step                int
+	RewardMean          float64
+	AgreementMean       float64
+	Generated           int
+	RuleFiltered        int
+	SimilarityFiltered  int
+	DifficultyFiltered  int
+	Kept                int
+	LabelAccuracy       float64 // NaN when the instructions carry no labels
+	KL                  float64
+	Loss                float64
+	LR                  float64
+	GradNorm            float64
+	TokensPerSecond     float64
+	SecondsInstructions float64
+	SecondsRollout      float64
+	SecondsScoring      float64
+	SecondsFiltering    float64
+	SecondsUpdate       float64
+}
+
+// EvalResult is the accuracy on the configuration's eval_data.
+type EvalResult struct {
+	Step, Questions, K      int
+	PassAt1, AvgAtK, MajAtK float64 // AvgAtK and MajAtK are NaN when K is 0
+}
+
+// Trainer is libserl's SeRL trainer. Use it from one goroutine at a time;
+// Close it when done.
+type Trainer struct {
+	h *C.serl_trainer
+}
+
+func newTrainer(h *C.serl_trainer) *Trainer {
+	t := &Trainer{h: h}
+	runtime.SetFinalizer(t, (*Trainer).Close)
+	return t
+}
+
+// NewTrainer loads the model and data named by a JSON configuration (the
+// fields of `serl train`'s config file) and creates the run directory.
+func NewTrainer(configJSON string) (*Trainer, error) {
+	c := C.CString(configJSON)
+	defer C.free(unsafe.Pointer(c))
+	var h *C.serl_trainer
+	if err := call(func() C.serl_status { return C.serl_trainer_new(c, &h) }); err != nil {
+		return nil, err
+	}
+	return newTrainer(h), nil
+}
+
+// ResumeTrainer continues the run in runDir from its latest checkpoint.
+func ResumeTrainer(runDir string) (*Trainer, error) {
+	c := C.CString(runDir)
+	defer C.free(unsafe.Pointer(c))
+	var h *C.serl_trainer
+	if err := call(func() C.serl_status { return C.serl_trainer_resume(c, &h) }); err != nil {
+		return nil, err
+	}
+	return newTrainer(h), nil
+}
+
+func (t *Trainer) handle() (*C.serl_trainer, error) {
+	if t == nil || t.h == nil {
+		return nil, &Error{Status: StatusInvalidArgument, Message: "trainer is closed"}
+	}
+	return t.h, nil
+}
+
+// Step runs one SeRL step: self-instruction, rollouts, majority vote,
+// filters and the policy update.
+func (t *Trainer) Step() (Stats, error) {
+	h, err := t.handle()
+	if err != nil {
+		return Stats{}, err
+	}
+	var s C.serl_step_stats
+	if err := call(func() C.serl_status { return C.serl_step(h, &s) }); err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		Step: int(s.step), RewardMean: float64(s.reward_mean), AgreementMean: float64(s.agreement_mean),
+		Generated: int(s.generated), RuleFiltered: int(s.rule_filtered), SimilarityFiltered: int(s.similarity_filtered),
+		DifficultyFiltered: int(s.difficulty_filtered), Kept: int(s.kept), LabelAccuracy: float64(s.label_accuracy),
+		KL: float64(s.kl), Loss: float64(s.loss), LR: float64(s.lr), GradNorm: float64(s.grad_norm),
+		TokensPerSecond: float64(s.tokens_per_s), SecondsInstructions: float64(s.seconds_instruction_generation),
+		SecondsRollout: float64(s.seconds_rollout), SecondsScoring: float64(s.seconds_scoring),
+		SecondsFiltering: float64(s.seconds_filtering), SecondsUpdate: float64(s.seconds_update),
+	}, nil
+}
+
+// Evaluate measures greedy pass@1, avg@k and maj@k on the eval_data.
+func (t *Trainer) Evaluate() (EvalResult, error) {
+	h, err := t.handle()
+	if err != nil {
+		return EvalResult{}, err
+	}
+	var r C.serl_eval_result
+	if err := call(func() C.serl_status { return C.serl_evaluate(h, &r) }); err != nil {
+		return EvalResult{}, err
+	}
+	return EvalResult{Step: int(r.step), Questions: int(r.questions), K: int(r.k),
+		PassAt1: float64(r.pass_at_1), AvgAtK: float64(r.avg_at_k), MajAtK: float64(r.maj_at_k)}, nil
+}
+
+// Save writes a checkpoint into the run directory and returns its path.
+func (t *Trainer) Save() (string, error) {
+	h, err := t.handle()
+	if err != nil {
+		return "", err
+	}
+	var dir *C.char
+	if err := call(func() C.serl_status { return C.serl_trainer_save(h, &dir) }); err != nil {
+		return "", err
+	}
+	return takeString(dir), nil
+}
+
+// MetricsJSON returns every step's full statistics so far as a JSON array.
+func (t *Trainer) MetricsJSON() (string, error) {
+	h, err := t.handle()
+	if err != nil {
+		return "", err
+	}
+	var js *C.char
+	if err := call(func() C.serl_status { return C.serl_trainer_metrics_json(h, &js) }); err != nil {
+		return "", err
+	}
+	return takeString(js), nil
+}
+
+// Close frees the trainer; it is safe to call more than once.
+func (t *Trainer) Close() {
+	if t != nil && t.h != nil {
+		C.serl_trainer_free(t.h)
+		t.h = nil
+	}
+}

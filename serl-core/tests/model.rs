@@ -732,3 +732,34 @@ fn gguf_load_unpermutes_and_dequantises() {
         tok.apply_chat_template(&msgs, true).expect("b")
     );
 }
+
+#[test]
+fn shipped_tiny_model_fixture_is_reproducible() {
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama");
+    let fresh = std::env::temp_dir().join(format!("serl-tiny-fresh-{}", std::process::id()));
+    let model = Model::random(
+        serl_core::model::tiny_llama_config(),
+        2026,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .expect("model");
+    model
+        .save_hf(&Tokenizer::byte_level(&[]).expect("tok"), &fresh)
+        .expect("save");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        let a = std::fs::read(shipped.join(f)).unwrap_or_else(|e| {
+            panic!("{f}: {e} (cargo run -p serl-core --example make_tiny_model)")
+        });
+        let b = std::fs::read(fresh.join(f)).expect("fresh");
+        assert!(a == b, "{f} differs from a fresh generation");
+    }
+    let _ = std::fs::remove_dir_all(&fresh);
+}

@@ -185,7 +185,10 @@ pub unsafe extern "C" fn serl_trainer_resume(
 /// # Safety
 /// `trainer` is a live handle not used concurrently; `stats_out` is NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn serl_step(trainer: *mut serl_trainer, stats_out: *mut serl_step_stats) -> serl_status {
+pub unsafe extern "C" fn serl_step(
+    trainer: *mut serl_trainer,
+    stats_out: *mut serl_step_stats,
+) -> serl_status {
     guard(|| {
         let t = handle(trainer)?;
         let s = t.step().map_err(train_err)?;
@@ -232,12 +235,17 @@ pub unsafe extern "C" fn serl_train(
 /// # Safety
 /// `trainer` is a live handle not used concurrently; `result_out` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn serl_evaluate(trainer: *mut serl_trainer, result_out: *mut serl_eval_result) -> serl_status {
+pub unsafe extern "C" fn serl_evaluate(
+    trainer: *mut serl_trainer,
+    result_out: *mut serl_eval_result,
+) -> serl_status {
     guard(|| {
         let t = handle(trainer)?;
         let out = out_arg(result_out, "result_out")?;
         if t.config().eval_data.is_none() {
-            return Err(FfiError::InvalidArgument("the configuration has no eval_data".into()));
+            return Err(FfiError::InvalidArgument(
+                "the configuration has no eval_data".into(),
+            ));
         }
         let r = t.evaluate().map_err(train_err)?;
         // SAFETY: checked non-NULL above.
@@ -253,7 +261,10 @@ pub unsafe extern "C" fn serl_evaluate(trainer: *mut serl_trainer, result_out: *
 /// # Safety
 /// `trainer` is a live handle not used concurrently; `dir_out` is NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn serl_trainer_save(trainer: *mut serl_trainer, dir_out: *mut *mut c_char) -> serl_status {
+pub unsafe extern "C" fn serl_trainer_save(
+    trainer: *mut serl_trainer,
+    dir_out: *mut *mut c_char,
+) -> serl_status {
     guard(|| {
         let t = handle(trainer)?;
         let dir = t.save_checkpoint().map_err(train_err)?;
@@ -272,11 +283,15 @@ pub unsafe extern "C" fn serl_trainer_save(trainer: *mut serl_trainer, dir_out: 
 /// # Safety
 /// `trainer` is a live handle not used concurrently; `json_out` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn serl_trainer_metrics_json(trainer: *mut serl_trainer, json_out: *mut *mut c_char) -> serl_status {
+pub unsafe extern "C" fn serl_trainer_metrics_json(
+    trainer: *mut serl_trainer,
+    json_out: *mut *mut c_char,
+) -> serl_status {
     guard(|| {
         let t = handle(trainer)?;
         let out = out_arg(json_out, "json_out")?;
-        let json = serde_json::to_string(t.history()).map_err(|e| FfiError::BadData(e.to_string()))?;
+        let json =
+            serde_json::to_string(t.history()).map_err(|e| FfiError::BadData(e.to_string()))?;
         let s = owned_c_string(&json, "the metrics")?;
         // SAFETY: checked non-NULL above.
         unsafe { *out = s };
@@ -290,10 +305,11 @@ pub unsafe extern "C" fn serl_trainer_metrics_json(trainer: *mut serl_trainer, j
 /// `trainer` is NULL or a handle not freed yet.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_trainer_free(trainer: *mut serl_trainer) {
-    let _ = std::panic::catch_unwind(|| {
+    // The handle is dropped, never observed again, so unwind safety holds.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if !trainer.is_null() {
             // SAFETY: allocated by Box::into_raw in serl_trainer_new/resume.
             drop(unsafe { Box::from_raw(trainer) });
         }
-    });
+    }));
 }

@@ -11,6 +11,8 @@
 #include <serl.h>
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -197,6 +199,94 @@ public:
 
 private:
     serl_filter* handle_ = nullptr;
+};
+
+/// The figures of one training step (see serl_step_stats in serl.h).
+using StepStats = serl_step_stats;
+/// Accuracy on the evaluation set (see serl_eval_result in serl.h).
+using EvalResult = serl_eval_result;
+
+/// The SeRL trainer (RAII handle; movable, not copyable; one thread at a time).
+class Trainer {
+public:
+    /// Loads the model and data named in a JSON configuration (the fields of
+    /// `serl train`'s config file) and creates the run directory.
+    explicit Trainer(std::string_view config_json) {
+        std::string s(config_json);
+        detail::check(serl_trainer_new(s.c_str(), &handle_));
+    }
+    /// Continues the run in `run_dir` from its latest checkpoint.
+    static Trainer resume(std::string_view run_dir) {
+        std::string s(run_dir);
+        serl_trainer* h = nullptr;
+        detail::check(serl_trainer_resume(s.c_str(), &h));
+        return Trainer(h);
+    }
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+    Trainer(Trainer&& o) noexcept : handle_(std::exchange(o.handle_, nullptr)) {}
+    Trainer& operator=(Trainer&& o) noexcept {
+        if (this != &o) {
+            serl_trainer_free(handle_);
+            handle_ = std::exchange(o.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~Trainer() { serl_trainer_free(handle_); }
+
+    /// One SeRL step: self-instruction, rollouts, vote, filters, update.
+    StepStats step() {
+        StepStats s{};
+        detail::check(serl_step(handle_, &s));
+        return s;
+    }
+
+    /// Up to `steps` steps; `on_step(stats)` after each returns false to stop.
+    /// An exception thrown by `on_step` stops training and is rethrown here.
+    void train(size_t steps, const std::function<bool(const StepStats&)>& on_step) {
+        struct Ctx {
+            const std::function<bool(const StepStats&)>* f;
+            std::exception_ptr error;
+        } ctx{&on_step, nullptr};
+        auto trampoline = [](const serl_step_stats* s, void* ud) -> bool {
+            auto* c = static_cast<Ctx*>(ud);
+            try {
+                return (*c->f)(*s);
+            } catch (...) {
+                c->error = std::current_exception();
+                return false;
+            }
+        };
+        serl_status st = serl_train(handle_, steps, trampoline, &ctx);
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        detail::check(st);
+    }
+
+    /// Greedy pass@1, avg@k and maj@k on the configuration's eval_data.
+    EvalResult evaluate() {
+        EvalResult r{};
+        detail::check(serl_evaluate(handle_, &r));
+        return r;
+    }
+
+    /// Writes a checkpoint (Hugging Face format + optimizer and trainer
+    /// state) into the run directory; returns its path.
+    std::string save() {
+        detail::CString dir;
+        detail::check(serl_trainer_save(handle_, &dir.p));
+        return dir.str();
+    }
+
+    /// Every step's full statistics so far, as a JSON array.
+    std::string metrics_json() {
+        detail::CString json;
+        detail::check(serl_trainer_metrics_json(handle_, &json.p));
+        return json.str();
+    }
+
+private:
+    explicit Trainer(serl_trainer* h) : handle_(h) {}
+    serl_trainer* handle_ = nullptr;
 };
 
 }  // namespace serl

@@ -110,12 +110,33 @@ static void test_instructions_filter_prompt(void) {
     CHECK(r.p == 1.0 && fabs(r.r - 2.0 / 3.0) < 1e-15 && fabs(r.f - 0.8) < 1e-15);
 }
 
+static void test_trainer_errors(void) {
+    serl_trainer *t = NULL;
+    serl_step_stats stats;
+    serl_eval_result er;
+    char *json = NULL;
+    CHECK(serl_step(NULL, &stats) == SERL_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(serl_last_error(), "trainer is NULL") != NULL);
+    CHECK(serl_evaluate(NULL, &er) == SERL_ERR_INVALID_ARGUMENT);
+    CHECK(serl_trainer_metrics_json(NULL, &json) == SERL_ERR_INVALID_ARGUMENT && json == NULL);
+    CHECK(serl_trainer_new(NULL, &t) == SERL_ERR_INVALID_ARGUMENT);
+    CHECK(serl_trainer_new("{not json", &t) == SERL_ERR_BAD_DATA && t == NULL);
+    CHECK(strstr(serl_last_error(), "config") != NULL);
+    CHECK(serl_trainer_new("{\"model\": \"/nonexistent\", \"seeds\": \"x\"}", &t) == SERL_ERR_BAD_DATA);
+    CHECK(strstr(serl_last_error(), "model") != NULL && t == NULL);
+    CHECK(serl_trainer_new("{\"steps\": \"three\"}", &t) == SERL_ERR_BAD_DATA);
+    CHECK(strstr(serl_last_error(), "steps") != NULL || strstr(serl_last_error(), "invalid type") != NULL);
+    CHECK(serl_trainer_resume("/nonexistent/run", &t) == SERL_ERR_IO && t == NULL);
+    serl_trainer_free(NULL);
+}
+
 int main(void) {
     CHECK(strlen(serl_version()) > 0);
     test_extract_and_equal();
     test_vote();
     test_errors();
     test_instructions_filter_prompt();
+    test_trainer_errors();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

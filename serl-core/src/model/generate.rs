@@ -35,6 +35,8 @@ pub struct SamplingParams {
     pub stop: Vec<String>,
     /// Extra end-of-sequence ids besides the model's.
     pub stop_token_ids: Vec<u32>,
+    /// Keep generating past end-of-sequence tokens (benchmarks; vLLM's `ignore_eos`).
+    pub ignore_eos: bool,
     /// RNG seed.
     pub seed: u64,
 }
@@ -51,6 +53,7 @@ impl Default for SamplingParams {
             max_new_tokens: 256,
             stop: Vec::new(),
             stop_token_ids: Vec::new(),
+            ignore_eos: false,
             seed: 0,
         }
     }
@@ -178,8 +181,11 @@ pub fn generate(
     if req.prompts.is_empty() {
         return Ok(Vec::new());
     }
-    let mut eos: Vec<u32> = model.config().eos_token_ids.clone();
-    eos.extend(tokenizer.eos_ids());
+    let mut eos: Vec<u32> = Vec::new();
+    if !p.ignore_eos {
+        eos.extend(&model.config().eos_token_ids);
+        eos.extend(tokenizer.eos_ids());
+    }
     eos.extend(&p.stop_token_ids);
     let knobs = Knobs {
         temperature: p.temperature,

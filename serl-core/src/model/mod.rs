@@ -92,3 +92,27 @@ pub fn dtype_from_name(name: &str) -> Result<DType, ModelError> {
         ))),
     }
 }
+
+/// The shape of the tiny test model (`tests/fixtures/tiny-llama`): a
+/// 2-layer Llama of width 32 (4 query / 2 key-value heads) over the
+/// 259-token byte-level vocabulary of [`Tokenizer::byte_level`].
+pub fn tiny_llama_config() -> ModelConfig {
+    ModelConfig {
+        family: Family::Llama,
+        vocab_size: 259,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 1024,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}
