@@ -324,3 +324,81 @@ impl Tokenizer {
         )
     }
 }
+
+impl Tokenizer {
+    /// Learns up to `n_merges` byte-level BPE merges from `texts` (the same
+    /// pre-tokenisation as [`Tokenizer::byte_level`]: single digits, then the
+    /// GPT-2 split) and returns that tokenizer. Ties go to the pair that sorts
+    /// first, so the result depends only on the texts.
+    pub fn train_byte_level<S: AsRef<str>>(texts: &[S], n_merges: usize) -> Result<Self, ModelError> {
+        use std::collections::HashMap;
+        let base = Tokenizer::byte_level(&[])?;
+        let mut symbols: Vec<String> = Vec::new();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut words: HashMap<Vec<u32>, usize> = HashMap::new();
+        for t in texts {
+            let enc = base.inner.encode(t.as_ref(), false).map_err(tok_err)?;
+            let mut current: Vec<u32> = Vec::new();
+            let mut current_word = None;
+            for (tokstr, w) in enc.get_tokens().iter().zip(enc.get_word_ids()) {
+                if *w != current_word && !current.is_empty() {
+                    *words.entry(std::mem::take(&mut current)).or_default() += 1;
+                }
+                current_word = *w;
+                let id = *index.entry(tokstr.clone()).or_insert_with(|| {
+                    symbols.push(tokstr.clone());
+                    (symbols.len() - 1) as u32
+                });
+                current.push(id);
+            }
+            if !current.is_empty() {
+                *words.entry(current).or_default() += 1;
+            }
+        }
+        let mut words: Vec<(Vec<u32>, usize)> = words.into_iter().collect();
+        words.sort();
+        let mut merges = Vec::new();
+        for _ in 0..n_merges {
+            let mut counts: HashMap<(u32, u32), usize> = HashMap::new();
+            for (w, c) in &words {
+                for p in w.windows(2) {
+                    *counts.entry((p[0], p[1])).or_default() += c;
+                }
+            }
+            // Highest count; ties broken by the pair's strings.
+            let best = counts
+                .iter()
+                .map(|(&(a, b), &c)| (c, std::cmp::Reverse((symbols[a as usize].clone(), symbols[b as usize].clone())), (a, b)))
+                .max();
+            let Some((count, _, (a, b))) = best else { break };
+            if count < 2 {
+                break;
+            }
+            let joined = format!("{}{}", symbols[a as usize], symbols[b as usize]);
+            let new_id = match index.get(&joined) {
+                Some(&i) => i,
+                None => {
+                    symbols.push(joined.clone());
+                    index.insert(joined, (symbols.len() - 1) as u32);
+                    (symbols.len() - 1) as u32
+                }
+            };
+            merges.push((symbols[a as usize].clone(), symbols[b as usize].clone()));
+            for (w, _) in words.iter_mut() {
+                let mut out = Vec::with_capacity(w.len());
+                let mut i = 0;
+                while i < w.len() {
+                    if i + 1 < w.len() && w[i] == a && w[i + 1] == b {
+                        out.push(new_id);
+                        i += 2;
+                    } else {
+                        out.push(w[i]);
+                        i += 1;
+                    }
+                }
+                *w = out;
+            }
+        }
+        Tokenizer::byte_level(&merges)
+    }
+}

@@ -3,12 +3,15 @@
 
 mod config;
 mod data;
+pub mod demo;
 mod optim;
+mod sft;
 mod trainer;
 
 pub use config::{Config, RewardSource};
 pub use data::{Example, is_correct, read_examples};
 pub use optim::{AdamW, clip_grad_norm, cosine_lr};
+pub use sft::{SftConfig, SftProgress, SftSummary, sft, write_jsonl};
 pub use trainer::{
     EvalResult, PhaseSeconds, ProgressFn, RewardFn, StepStats, Trainer, evaluate_model,
 };

@@ -17,6 +17,8 @@ use serl_core::eval::{self, CaseMode, DiversityFilter, Rng, VoteMode};
 #[cfg(feature = "train")]
 mod generate;
 #[cfg(feature = "train")]
+mod sft;
+#[cfg(feature = "train")]
 mod train;
 
 #[derive(Parser)]
@@ -89,6 +91,12 @@ enum Command {
     /// Greedy pass@1, avg@k and maj@k of a model on a labelled JSONL.
     #[cfg(feature = "train")]
     Eval(train::EvalArgs),
+    /// Supervised next-token training on a JSONL corpus (a warm start).
+    #[cfg(feature = "train")]
+    Sft(sft::SftArgs),
+    /// Write the embedded demo's data (arithmetic word problems): sft.jsonl, seeds.jsonl, eval.jsonl.
+    #[cfg(feature = "train")]
+    DemoData(sft::DemoDataArgs),
 }
 
 fn main() -> ExitCode {
@@ -177,6 +185,10 @@ fn run(command: Command) -> Result<()> {
         Command::Train(args) => train::run_train(args),
         #[cfg(feature = "train")]
         Command::Eval(args) => train::run_eval(args),
+        #[cfg(feature = "train")]
+        Command::Sft(args) => sft::run_sft(args),
+        #[cfg(feature = "train")]
+        Command::DemoData(args) => sft::run_demo_data(args),
     }
 }
 

@@ -1,0 +1,204 @@
+//! The embedded demo's task family: two-step arithmetic word problems with
+//! worked solutions that end in `\boxed{answer}`, and "Come up with a series
+//! of questions" lists in SeRL's generation prompt, so a small model learns
+//! both to solve and to write problems. Generated from a seed, byte for byte
+//! the same on every platform.
+
+use serde_json::json;
+
+use crate::eval::{GENERATION_HEADER, GENERATION_SYSTEM, Rng};
+
+use super::Example;
+
+const NAMES: &[&str] = &["Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola", "Pia"];
+const ITEMS: &[&str] = &["apples", "books", "cards", "coins", "eggs", "pens", "shells", "stamps", "marbles", "cookies", "stickers", "rocks"];
+
+/// One generated problem: question, worked solution, answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The question text.
+    pub question: String,
+    /// Step-by-step solution ending in `\boxed{answer}`.
+    pub solution: String,
+    /// The answer.
+    pub answer: i64,
+}
+
+fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
+    xs[rng.below(xs.len())]
+}
+
+fn range(rng: &mut Rng, lo: i64, hi: i64) -> i64 {
+    lo + rng.below((hi - lo + 1) as usize) as i64
+}
+
+/// A random problem of one of five two-step templates (numbers up to 99).
+pub fn problem(rng: &mut Rng) -> Problem {
+    let name = pick(rng, NAMES);
+    let item = pick(rng, ITEMS);
+    match rng.below(5) {
+        0 => {
+            let (a, b) = (range(rng, 12, 89), range(rng, 11, 59));
+            let c = range(rng, 3, (a + b - 1).min(60));
+            let (s1, s2) = (a + b, a + b - c);
+            Problem {
+                question: format!("{name} has {a} {item}. {name} gets {b} more and then gives away {c}. How many {item} does {name} have now?"),
+                solution: format!("{a} + {b} = {s1}. {s1} - {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                answer: s2,
+            }
+        }
+        1 => {
+            let (a, b, c) = (range(rng, 3, 9), range(rng, 11, 29), range(rng, 5, 40));
+            let (s1, s2) = (a * b, a * b + c);
+            Problem {
+                question: format!("{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"),
+                solution: format!("{a} * {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                answer: s2,
+            }
+        }
+        2 => {
+            let (a, b) = (range(rng, 40, 99), range(rng, 11, 35));
+            let c = range(rng, 11, 40);
+            let (s1, s2) = (a - b, a - b + c);
+            Problem {
+                question: format!("A box holds {a} {item}. {name} takes out {b} {item} and later puts in {c} {item}. How many {item} are in the box?"),
+                solution: format!("{a} - {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                answer: s2,
+            }
+        }
+        3 => {
+            let (a, b, c) = (range(rng, 11, 49), range(rng, 11, 49), range(rng, 2, 4));
+            let (s1, s2) = (a + b, (a + b) * c);
+            Problem {
+                question: format!("{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"),
+                solution: format!("{a} + {b} = {s1}. {s1} * {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                answer: s2,
+            }
+        }
+        _ => {
+            let (a, b) = (range(rng, 21, 99), range(rng, 11, 39));
+            let c = range(rng, 11, 39);
+            let (s1, s2) = (a + b, a + b + c);
+            Problem {
+                question: format!("{name} reads {a} pages on Monday, {b} pages on Tuesday and {c} pages on Wednesday. How many pages does {name} read in total?"),
+                solution: format!("{a} + {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                answer: s2,
+            }
+        }
+    }
+}
+
+/// The demo's files: supervised chat records for `serl sft`, 50 seed
+/// problems (labels used for evaluation only) and a held-out labelled set.
+pub struct DemoData {
+    /// `{"messages": [...]}` records: solutions and question lists.
+    pub sft: Vec<serde_json::Value>,
+    /// The seeds SeRL starts from.
+    pub seeds: Vec<Example>,
+    /// Held-out evaluation problems (never in training).
+    pub eval: Vec<Example>,
+}
+
+/// Generates the demo data: `n_sft` solved problems plus `n_sft / 4`
+/// question lists, 50 seeds and `n_eval` held-out problems, all distinct.
+pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
+    let mut rng = Rng::new(seed);
+    let mut seen = std::collections::HashSet::new();
+    let mut fresh = |rng: &mut Rng| loop {
+        let p = problem(rng);
+        if seen.insert(p.question.clone()) {
+            return p;
+        }
+    };
+    let eval: Vec<Example> = (0..n_eval)
+        .map(|_| {
+            let p = fresh(&mut rng);
+            Example { problem: p.question, answer: Some(p.answer.to_string()) }
+        })
+        .collect();
+    let seeds: Vec<Example> = (0..50)
+        .map(|_| {
+            let p = fresh(&mut rng);
+            Example { problem: p.question, answer: Some(p.answer.to_string()) }
+        })
+        .collect();
+    let mut sft = Vec::new();
+    let mut pool = Vec::new();
+    for i in 0..n_sft {
+        let p = fresh(&mut rng);
+        sft.push(json!({"messages": [
+            {"role": "user", "content": p.question},
+            {"role": "assistant", "content": p.solution},
+        ]}));
+        pool.push(p.question);
+        // A question list every fourth problem: 8 shots and 3 new questions.
+        if i % 4 == 3 && pool.len() >= 11 {
+            let idx = rng.sample_indices(pool.len(), 11);
+            let mut user = String::from(GENERATION_HEADER);
+            for (k, &j) in idx[..8].iter().enumerate() {
+                user.push_str(&format!("{}. {}\n", k + 1, pool[j]));
+            }
+            user.push_str("9.");
+            let answer = format!(" {}\n10. {}\n11. {}", pool[idx[8]], pool[idx[9]], pool[idx[10]]);
+            sft.push(json!({"messages": [
+                {"role": "system", "content": GENERATION_SYSTEM},
+                {"role": "user", "content": user},
+                {"role": "assistant", "content": answer},
+            ]}));
+        }
+    }
+    DemoData { sft, seeds, eval }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solutions_are_right_and_data_is_deterministic() {
+        let mut rng = Rng::new(1);
+        for _ in 0..500 {
+            let p = problem(&mut rng);
+            assert!(p.answer > 0);
+            assert!(p.solution.ends_with(&format!("\\boxed{{{}}}.", p.answer)));
+            assert_eq!(crate::eval::extract_answer(&p.solution), p.answer.to_string());
+        }
+        let a = demo_data(7, 200, 30);
+        let b = demo_data(7, 200, 30);
+        assert_eq!(a.sft, b.sft);
+        assert_eq!(a.eval.len(), 30);
+        assert_eq!(a.seeds.len(), 50);
+        assert!(a.sft.len() >= 240);
+        let evalq: std::collections::HashSet<_> = a.eval.iter().map(|e| e.problem.clone()).collect();
+        for r in &a.sft {
+            assert!(!evalq.contains(r["messages"][0]["content"].as_str().unwrap_or_default()));
+        }
+    }
+}
+
+/// BPE merges the demo tokenizer learns from the corpus.
+pub const DEMO_MERGES: usize = 700;
+
+/// Shape of the demo model `serl sft --preset demo` creates: a 4-layer
+/// Llama of width 256 (about 3M parameters, 12 MB in f32) over a
+/// `vocab_size`-token byte-level BPE vocabulary.
+pub fn demo_model_config(vocab_size: usize) -> crate::model::ModelConfig {
+    crate::model::ModelConfig {
+        family: crate::model::Family::Llama,
+        vocab_size,
+        hidden_size: 256,
+        intermediate_size: 640,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 64,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 1024,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}

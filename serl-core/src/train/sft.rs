@@ -1,0 +1,210 @@
+//! `serl sft`: supervised next-token training on a JSONL corpus (a warm
+//! start before SeRL). Records are `{"messages": [...]}` (the loss is on
+//! the last message, an assistant turn, and its end-of-turn token),
+//! `{"prompt", "completion"}` (loss on the completion) or `{"text"}` (loss on
+//! every token).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::eval::Rng;
+use crate::model::{ChatMessage, Model, Tokenizer};
+
+use super::optim::{AdamW, clip_grad_norm, cosine_lr};
+use super::TrainError;
+
+/// Settings of a supervised run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Training corpus (JSONL).
+    pub data: PathBuf,
+    /// Where the trained model is written (Hugging Face format).
+    pub out: PathBuf,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up share of the steps.
+    pub warmup_ratio: f64,
+    /// Final learning rate as a share of the peak.
+    pub min_lr_ratio: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping (global L2 norm).
+    pub max_norm: f64,
+    /// Longer sequences are cut to this many tokens.
+    pub max_len: usize,
+    /// Seed of the batch order.
+    pub seed: u64,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            data: PathBuf::new(),
+            out: PathBuf::from("runs/sft"),
+            steps: 1000,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup_ratio: 0.03,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.0,
+            max_norm: 1.0,
+            max_len: 512,
+            seed: 0,
+        }
+    }
+}
+
+/// One tokenised record: ids and how many leading ids carry no loss.
+struct Record {
+    ids: Vec<u32>,
+    prompt_len: usize,
+}
+
+fn encode_record(v: &serde_json::Value, tok: &Tokenizer, at: &str, max_len: usize) -> Result<Record, TrainError> {
+    let eos = tok.eos_token().unwrap_or_default().to_string();
+    let (prompt, completion) = if let Some(msgs) = v.get("messages") {
+        let msgs: Vec<ChatMessage> = serde_json::from_value(msgs.clone())
+            .map_err(|e| TrainError::Data(format!("{at}: field \"messages\": {e}")))?;
+        let Some((last, head)) = msgs.split_last() else {
+            return Err(TrainError::Data(format!("{at}: field \"messages\" is empty")));
+        };
+        if last.role != "assistant" {
+            return Err(TrainError::Data(format!("{at}: the last message must be role \"assistant\"")));
+        }
+        (tok.apply_chat_template(head, true)?, format!("{}{eos}", last.content))
+    } else if let (Some(p), Some(c)) = (v.get("prompt").and_then(|x| x.as_str()), v.get("completion").and_then(|x| x.as_str())) {
+        (p.to_string(), format!("{c}{eos}"))
+    } else if let Some(t) = v.get("text").and_then(|x| x.as_str()) {
+        (String::new(), t.to_string())
+    } else {
+        return Err(TrainError::Data(format!(
+            "{at}: needs \"messages\", \"prompt\" + \"completion\", or \"text\""
+        )));
+    };
+    let mut ids = tok.encode(&prompt)?;
+    let prompt_len = ids.len().max(1);
+    ids.extend(tok.encode(&completion)?);
+    ids.truncate(max_len);
+    if ids.len() <= prompt_len {
+        return Err(TrainError::Data(format!("{at}: nothing to learn within max_len {max_len}")));
+    }
+    Ok(Record { ids, prompt_len })
+}
+
+/// Progress of a supervised run: (step, total, loss).
+pub type SftProgress<'a> = &'a mut dyn FnMut(usize, usize, f64);
+
+/// Figures of a finished supervised run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SftSummary {
+    /// Steps taken.
+    pub steps: usize,
+    /// Mean loss of the first and last 5% of steps.
+    pub loss_first: f64,
+    /// Mean loss of the last 5% of steps.
+    pub loss_last: f64,
+    /// Training tokens per second.
+    pub tokens_per_s: f64,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// Trains `model` on the corpus and saves it (with `tok`) to `cfg.out`.
+pub fn sft(model: &Model, tok: &Tokenizer, cfg: &SftConfig, progress: SftProgress) -> Result<SftSummary, TrainError> {
+    if cfg.steps == 0 || cfg.batch_size == 0 || cfg.max_len < 2 {
+        return Err(TrainError::Config("steps, batch_size must be >= 1 and max_len >= 2".into()));
+    }
+    let text = std::fs::read_to_string(&cfg.data).map_err(|e| TrainError::io(&cfg.data, e))?;
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", cfg.data.display(), i + 1);
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| TrainError::Data(format!("{at}: invalid JSON: {e}")))?;
+        records.push(encode_record(&v, tok, &at, cfg.max_len)?);
+    }
+    if records.is_empty() {
+        return Err(TrainError::Data(format!("{}: no records", cfg.data.display())));
+    }
+    let params: Vec<candle_core::Var> = model.named_parameters().into_iter().map(|(_, v)| v.clone()).collect();
+    let refs: Vec<&candle_core::Var> = params.iter().collect();
+    let mut opt = AdamW::new(&refs, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
+    let mut rng = Rng::new(cfg.seed);
+    let mut order: Vec<usize> = Vec::new();
+    let dev = model.device().clone();
+    let t0 = Instant::now();
+    let mut tokens = 0usize;
+    let mut losses = Vec::with_capacity(cfg.steps);
+    for step in 0..cfg.steps {
+        let mut batch = Vec::with_capacity(cfg.batch_size);
+        while batch.len() < cfg.batch_size {
+            if order.is_empty() {
+                order = (0..records.len()).collect();
+                rng.shuffle(&mut order);
+            }
+            batch.push(order.pop().unwrap_or(0));
+        }
+        let l = batch.iter().map(|&i| records[i].ids.len()).max().unwrap_or(2);
+        let mut ids = Vec::with_capacity(batch.len() * l);
+        let mut mask = Vec::with_capacity(batch.len() * (l - 1));
+        for &i in &batch {
+            let r = &records[i];
+            ids.extend(&r.ids);
+            ids.extend(std::iter::repeat_n(0u32, l - r.ids.len()));
+            for t in 0..l - 1 {
+                // Position t predicts token t+1.
+                let on = t + 1 >= r.prompt_len && t + 1 < r.ids.len();
+                mask.push(if on { 1.0f32 } else { 0.0 });
+            }
+        }
+        let n_tok: f32 = mask.iter().sum();
+        tokens += n_tok as usize;
+        let ids = Tensor::from_vec(ids, (batch.len(), l), &dev)?;
+        let mask = Tensor::from_vec(mask, (batch.len(), l - 1), &dev)?;
+        let lp = model.token_logprobs(&ids)?.to_dtype(DType::F32)?;
+        let loss = ((lp * mask)?.sum_all()?.neg()? / n_tok.max(1.0) as f64)?;
+        let lv = loss.to_scalar::<f32>()? as f64;
+        let grads = loss.backward()?;
+        let mut g: Vec<Tensor> = params
+            .iter()
+            .map(|p| grads.get(p.as_tensor()).cloned().map_or_else(|| p.as_tensor().zeros_like(), Ok))
+            .collect::<Result<_, _>>()?;
+        clip_grad_norm(&mut g, cfg.max_norm)?;
+        let lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_ratio, cfg.min_lr_ratio);
+        opt.update(&refs, &g, lr)?;
+        losses.push(lv);
+        progress(step + 1, cfg.steps, lv);
+    }
+    model.save_hf(tok, &cfg.out)?;
+    let k = (cfg.steps / 20).max(1);
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(SftSummary {
+        steps: cfg.steps,
+        loss_first: mean(&losses[..k.min(losses.len())]),
+        loss_last: mean(&losses[losses.len().saturating_sub(k)..]),
+        tokens_per_s: tokens as f64 / secs.max(1e-9),
+        seconds: secs,
+    })
+}
+
+/// Writes JSONL records to `path` (through a temporary file).
+pub fn write_jsonl(path: &Path, lines: &[serde_json::Value]) -> Result<(), TrainError> {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&l.to_string());
+        text.push('\n');
+    }
+    crate::model::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
