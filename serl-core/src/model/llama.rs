@@ -594,13 +594,13 @@ impl Model {
         let scale = 1.0 / (hd as f64).sqrt();
         for (layer, (kbuf, vbuf)) in self.layers.iter().zip(state.kv.iter()) {
             let a = ops::rms_norm_fast(&x, &layer.input_norm, cfg.rms_norm_eps)?;
-            let q = ops::linear(&a, &layer.q, layer.q_bias.as_ref().map(|v| v.as_tensor()))?
+            let q = ops::linear_fast(&a, &layer.q, layer.q_bias.as_ref().map(|v| v.as_tensor()))?
                 .reshape((b, t, nh, hd))?
                 .transpose(1, 2)?;
-            let k = ops::linear(&a, &layer.k, layer.k_bias.as_ref().map(|v| v.as_tensor()))?
+            let k = ops::linear_fast(&a, &layer.k, layer.k_bias.as_ref().map(|v| v.as_tensor()))?
                 .reshape((b, t, nkv, hd))?
                 .transpose(1, 2)?;
-            let v = ops::linear(&a, &layer.v, layer.v_bias.as_ref().map(|v| v.as_tensor()))?
+            let v = ops::linear_fast(&a, &layer.v, layer.v_bias.as_ref().map(|v| v.as_tensor()))?
                 .reshape((b, t, nkv, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
@@ -625,11 +625,11 @@ impl Model {
                 .reshape((b, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, nh * hd))?;
-            x = (x + ops::linear(&ctx, &layer.o, None)?)?;
+            x = (x + ops::linear_fast(&ctx, &layer.o, None)?)?;
             let m = ops::rms_norm_fast(&x, &layer.post_norm, cfg.rms_norm_eps)?;
-            let g = ops::linear(&m, &layer.gate, None)?;
-            let u = ops::linear(&m, &layer.up, None)?;
-            x = (x + ops::linear(&ops::swiglu(&g, &u)?, &layer.down, None)?)?;
+            let g = ops::linear_fast(&m, &layer.gate, None)?;
+            let u = ops::linear_fast(&m, &layer.up, None)?;
+            x = (x + ops::linear_fast(&ops::swiglu(&g, &u)?, &layer.down, None)?)?;
         }
         state.len = l_new;
         for p in state.next_pos.iter_mut() {
@@ -637,7 +637,7 @@ impl Model {
         }
         let x = if all { x } else { x.narrow(1, t - 1, 1)? };
         let x = ops::rms_norm_fast(&x, &self.norm, cfg.rms_norm_eps)?;
-        Ok(ops::linear(&x, self.head(), None)?.to_dtype(DType::F32)?)
+        Ok(ops::linear_fast(&x, self.head(), None)?.to_dtype(DType::F32)?)
     }
 }
 

@@ -4,6 +4,7 @@
 //! chat template, and batched sampling.
 
 mod config;
+mod gemv;
 mod gguf;
 mod llama;
 mod ops;

@@ -31,6 +31,38 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out)
 }
 
+/// `x @ wᵀ (+ b)` for the rollout path: few rows of f32 on the CPU go
+/// through [`super::gemv::skinny_matmul`], the rest through [`linear`].
+pub fn linear_fast(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = dims[dims.len() - 1];
+    let m: usize = dims[..dims.len() - 1].iter().product();
+    let n = w.dim(0)?;
+    let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32;
+    if !cpu_f32 || m > 8 || !w.is_contiguous() {
+        return linear(x, w, b);
+    }
+    let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let bias: Option<Vec<f32>> = match b {
+        Some(b) => Some(b.to_dtype(DType::F32)?.to_vec1()?),
+        None => None,
+    };
+    let (storage, layout) = w.storage_and_layout();
+    let out = match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let all = cpu.as_slice::<f32>()?;
+            let start = layout.start_offset();
+            super::gemv::skinny_matmul(&xv, m, &all[start..start + n * k], n, k, bias.as_deref())
+        }
+        _ => return linear(x, w, b),
+    };
+    drop(storage);
+    let mut shape = dims;
+    let last = shape.len() - 1;
+    shape[last] = n;
+    Tensor::from_vec(out, shape, x.device())
+}
+
 /// RMSNorm over the last dimension, differentiable; computed in f32 (f64 for f64).
 pub fn rms_norm_train(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let dt = x.dtype();

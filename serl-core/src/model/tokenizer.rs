@@ -330,7 +330,10 @@ impl Tokenizer {
     /// pre-tokenisation as [`Tokenizer::byte_level`]: single digits, then the
     /// GPT-2 split) and returns that tokenizer. Ties go to the pair that sorts
     /// first, so the result depends only on the texts.
-    pub fn train_byte_level<S: AsRef<str>>(texts: &[S], n_merges: usize) -> Result<Self, ModelError> {
+    pub fn train_byte_level<S: AsRef<str>>(
+        texts: &[S],
+        n_merges: usize,
+    ) -> Result<Self, ModelError> {
         use std::collections::HashMap;
         let base = Tokenizer::byte_level(&[])?;
         let mut symbols: Vec<String> = Vec::new();
@@ -368,9 +371,20 @@ impl Tokenizer {
             // Highest count; ties broken by the pair's strings.
             let best = counts
                 .iter()
-                .map(|(&(a, b), &c)| (c, std::cmp::Reverse((symbols[a as usize].clone(), symbols[b as usize].clone())), (a, b)))
+                .map(|(&(a, b), &c)| {
+                    (
+                        c,
+                        std::cmp::Reverse((
+                            symbols[a as usize].clone(),
+                            symbols[b as usize].clone(),
+                        )),
+                        (a, b),
+                    )
+                })
                 .max();
-            let Some((count, _, (a, b))) = best else { break };
+            let Some((count, _, (a, b))) = best else {
+                break;
+            };
             if count < 2 {
                 break;
             }

@@ -10,8 +10,14 @@ use crate::eval::{GENERATION_HEADER, GENERATION_SYSTEM, Rng};
 
 use super::Example;
 
-const NAMES: &[&str] = &["Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kim", "Leo", "Mia", "Ned", "Ola", "Pia"];
-const ITEMS: &[&str] = &["apples", "books", "cards", "coins", "eggs", "pens", "shells", "stamps", "marbles", "cookies", "stickers", "rocks"];
+const NAMES: &[&str] = &[
+    "Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jon", "Kim", "Leo", "Mia",
+    "Ned", "Ola", "Pia",
+];
+const ITEMS: &[&str] = &[
+    "apples", "books", "cards", "coins", "eggs", "pens", "shells", "stamps", "marbles", "cookies",
+    "stickers", "rocks",
+];
 
 /// One generated problem: question, worked solution, answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +48,12 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let c = range(rng, 3, (a + b - 1).min(60));
             let (s1, s2) = (a + b, a + b - c);
             Problem {
-                question: format!("{name} has {a} {item}. {name} gets {b} more and then gives away {c}. How many {item} does {name} have now?"),
-                solution: format!("{a} + {b} = {s1}. {s1} - {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                question: format!(
+                    "{name} has {a} {item}. {name} gets {b} more and then gives away {c}. How many {item} does {name} have now?"
+                ),
+                solution: format!(
+                    "{a} + {b} = {s1}. {s1} - {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                ),
                 answer: s2,
             }
         }
@@ -51,8 +61,12 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let (a, b, c) = (range(rng, 3, 9), range(rng, 11, 29), range(rng, 5, 40));
             let (s1, s2) = (a * b, a * b + c);
             Problem {
-                question: format!("{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"),
-                solution: format!("{a} * {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                question: format!(
+                    "{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"
+                ),
+                solution: format!(
+                    "{a} * {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                ),
                 answer: s2,
             }
         }
@@ -61,8 +75,12 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let c = range(rng, 11, 40);
             let (s1, s2) = (a - b, a - b + c);
             Problem {
-                question: format!("A box holds {a} {item}. {name} takes out {b} {item} and later puts in {c} {item}. How many {item} are in the box?"),
-                solution: format!("{a} - {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                question: format!(
+                    "A box holds {a} {item}. {name} takes out {b} {item} and later puts in {c} {item}. How many {item} are in the box?"
+                ),
+                solution: format!(
+                    "{a} - {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                ),
                 answer: s2,
             }
         }
@@ -70,8 +88,12 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let (a, b, c) = (range(rng, 11, 49), range(rng, 11, 49), range(rng, 2, 4));
             let (s1, s2) = (a + b, (a + b) * c);
             Problem {
-                question: format!("{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"),
-                solution: format!("{a} + {b} = {s1}. {s1} * {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                question: format!(
+                    "{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"
+                ),
+                solution: format!(
+                    "{a} + {b} = {s1}. {s1} * {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                ),
                 answer: s2,
             }
         }
@@ -80,8 +102,12 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let c = range(rng, 11, 39);
             let (s1, s2) = (a + b, a + b + c);
             Problem {
-                question: format!("{name} reads {a} pages on Monday, {b} pages on Tuesday and {c} pages on Wednesday. How many pages does {name} read in total?"),
-                solution: format!("{a} + {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+                question: format!(
+                    "{name} reads {a} pages on Monday, {b} pages on Tuesday and {c} pages on Wednesday. How many pages does {name} read in total?"
+                ),
+                solution: format!(
+                    "{a} + {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                ),
                 answer: s2,
             }
         }
@@ -113,13 +139,19 @@ pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
     let eval: Vec<Example> = (0..n_eval)
         .map(|_| {
             let p = fresh(&mut rng);
-            Example { problem: p.question, answer: Some(p.answer.to_string()) }
+            Example {
+                problem: p.question,
+                answer: Some(p.answer.to_string()),
+            }
         })
         .collect();
     let seeds: Vec<Example> = (0..50)
         .map(|_| {
             let p = fresh(&mut rng);
-            Example { problem: p.question, answer: Some(p.answer.to_string()) }
+            Example {
+                problem: p.question,
+                answer: Some(p.answer.to_string()),
+            }
         })
         .collect();
     let mut sft = Vec::new();
@@ -139,7 +171,10 @@ pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
                 user.push_str(&format!("{}. {}\n", k + 1, pool[j]));
             }
             user.push_str("9.");
-            let answer = format!(" {}\n10. {}\n11. {}", pool[idx[8]], pool[idx[9]], pool[idx[10]]);
+            let answer = format!(
+                " {}\n10. {}\n11. {}",
+                pool[idx[8]], pool[idx[9]], pool[idx[10]]
+            );
             sft.push(json!({"messages": [
                 {"role": "system", "content": GENERATION_SYSTEM},
                 {"role": "user", "content": user},
@@ -161,7 +196,10 @@ mod tests {
             let p = problem(&mut rng);
             assert!(p.answer > 0);
             assert!(p.solution.ends_with(&format!("\\boxed{{{}}}.", p.answer)));
-            assert_eq!(crate::eval::extract_answer(&p.solution), p.answer.to_string());
+            assert_eq!(
+                crate::eval::extract_answer(&p.solution),
+                p.answer.to_string()
+            );
         }
         let a = demo_data(7, 200, 30);
         let b = demo_data(7, 200, 30);
@@ -169,7 +207,8 @@ mod tests {
         assert_eq!(a.eval.len(), 30);
         assert_eq!(a.seeds.len(), 50);
         assert!(a.sft.len() >= 240);
-        let evalq: std::collections::HashSet<_> = a.eval.iter().map(|e| e.problem.clone()).collect();
+        let evalq: std::collections::HashSet<_> =
+            a.eval.iter().map(|e| e.problem.clone()).collect();
         for r in &a.sft {
             assert!(!evalq.contains(r["messages"][0]["content"].as_str().unwrap_or_default()));
         }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::eval::Rng;
 use crate::model::{ChatMessage, Model, Tokenizer};
 
-use super::optim::{AdamW, clip_grad_norm, cosine_lr};
 use super::TrainError;
+use super::optim::{AdamW, clip_grad_norm, cosine_lr};
 
 /// Settings of a supervised run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,19 +68,34 @@ struct Record {
     prompt_len: usize,
 }
 
-fn encode_record(v: &serde_json::Value, tok: &Tokenizer, at: &str, max_len: usize) -> Result<Record, TrainError> {
+fn encode_record(
+    v: &serde_json::Value,
+    tok: &Tokenizer,
+    at: &str,
+    max_len: usize,
+) -> Result<Record, TrainError> {
     let eos = tok.eos_token().unwrap_or_default().to_string();
     let (prompt, completion) = if let Some(msgs) = v.get("messages") {
         let msgs: Vec<ChatMessage> = serde_json::from_value(msgs.clone())
             .map_err(|e| TrainError::Data(format!("{at}: field \"messages\": {e}")))?;
         let Some((last, head)) = msgs.split_last() else {
-            return Err(TrainError::Data(format!("{at}: field \"messages\" is empty")));
+            return Err(TrainError::Data(format!(
+                "{at}: field \"messages\" is empty"
+            )));
         };
         if last.role != "assistant" {
-            return Err(TrainError::Data(format!("{at}: the last message must be role \"assistant\"")));
+            return Err(TrainError::Data(format!(
+                "{at}: the last message must be role \"assistant\""
+            )));
         }
-        (tok.apply_chat_template(head, true)?, format!("{}{eos}", last.content))
-    } else if let (Some(p), Some(c)) = (v.get("prompt").and_then(|x| x.as_str()), v.get("completion").and_then(|x| x.as_str())) {
+        (
+            tok.apply_chat_template(head, true)?,
+            format!("{}{eos}", last.content),
+        )
+    } else if let (Some(p), Some(c)) = (
+        v.get("prompt").and_then(|x| x.as_str()),
+        v.get("completion").and_then(|x| x.as_str()),
+    ) {
         (p.to_string(), format!("{c}{eos}"))
     } else if let Some(t) = v.get("text").and_then(|x| x.as_str()) {
         (String::new(), t.to_string())
@@ -94,7 +109,9 @@ fn encode_record(v: &serde_json::Value, tok: &Tokenizer, at: &str, max_len: usiz
     ids.extend(tok.encode(&completion)?);
     ids.truncate(max_len);
     if ids.len() <= prompt_len {
-        return Err(TrainError::Data(format!("{at}: nothing to learn within max_len {max_len}")));
+        return Err(TrainError::Data(format!(
+            "{at}: nothing to learn within max_len {max_len}"
+        )));
     }
     Ok(Record { ids, prompt_len })
 }
@@ -118,9 +135,16 @@ pub struct SftSummary {
 }
 
 /// Trains `model` on the corpus and saves it (with `tok`) to `cfg.out`.
-pub fn sft(model: &Model, tok: &Tokenizer, cfg: &SftConfig, progress: SftProgress) -> Result<SftSummary, TrainError> {
+pub fn sft(
+    model: &Model,
+    tok: &Tokenizer,
+    cfg: &SftConfig,
+    progress: SftProgress,
+) -> Result<SftSummary, TrainError> {
     if cfg.steps == 0 || cfg.batch_size == 0 || cfg.max_len < 2 {
-        return Err(TrainError::Config("steps, batch_size must be >= 1 and max_len >= 2".into()));
+        return Err(TrainError::Config(
+            "steps, batch_size must be >= 1 and max_len >= 2".into(),
+        ));
     }
     let text = std::fs::read_to_string(&cfg.data).map_err(|e| TrainError::io(&cfg.data, e))?;
     let mut records = Vec::new();
@@ -129,14 +153,21 @@ pub fn sft(model: &Model, tok: &Tokenizer, cfg: &SftConfig, progress: SftProgres
             continue;
         }
         let at = format!("{}:{}", cfg.data.display(), i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| TrainError::Data(format!("{at}: invalid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| TrainError::Data(format!("{at}: invalid JSON: {e}")))?;
         records.push(encode_record(&v, tok, &at, cfg.max_len)?);
     }
     if records.is_empty() {
-        return Err(TrainError::Data(format!("{}: no records", cfg.data.display())));
+        return Err(TrainError::Data(format!(
+            "{}: no records",
+            cfg.data.display()
+        )));
     }
-    let params: Vec<candle_core::Var> = model.named_parameters().into_iter().map(|(_, v)| v.clone()).collect();
+    let params: Vec<candle_core::Var> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, v)| v.clone())
+        .collect();
     let refs: Vec<&candle_core::Var> = params.iter().collect();
     let mut opt = AdamW::new(&refs, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
     let mut rng = Rng::new(cfg.seed);
@@ -154,7 +185,11 @@ pub fn sft(model: &Model, tok: &Tokenizer, cfg: &SftConfig, progress: SftProgres
             }
             batch.push(order.pop().unwrap_or(0));
         }
-        let l = batch.iter().map(|&i| records[i].ids.len()).max().unwrap_or(2);
+        let l = batch
+            .iter()
+            .map(|&i| records[i].ids.len())
+            .max()
+            .unwrap_or(2);
         let mut ids = Vec::with_capacity(batch.len() * l);
         let mut mask = Vec::with_capacity(batch.len() * (l - 1));
         for &i in &batch {
@@ -177,7 +212,12 @@ pub fn sft(model: &Model, tok: &Tokenizer, cfg: &SftConfig, progress: SftProgres
         let grads = loss.backward()?;
         let mut g: Vec<Tensor> = params
             .iter()
-            .map(|p| grads.get(p.as_tensor()).cloned().map_or_else(|| p.as_tensor().zeros_like(), Ok))
+            .map(|p| {
+                grads
+                    .get(p.as_tensor())
+                    .cloned()
+                    .map_or_else(|| p.as_tensor().zeros_like(), Ok)
+            })
             .collect::<Result<_, _>>()?;
         clip_grad_norm(&mut g, cfg.max_norm)?;
         let lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_ratio, cfg.min_lr_ratio);

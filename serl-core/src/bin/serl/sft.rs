@@ -60,19 +60,28 @@ pub struct DemoDataArgs {
 /// Runs `serl sft`.
 pub fn run_sft(a: SftArgs) -> Result<()> {
     let (m, tok) = match (&a.model, a.preset.as_deref()) {
-        (Some(p), None) => model::load_model(p, &LoadOptions::default()).with_context(|| format!("loading {}", p.display()))?,
+        (Some(p), None) => model::load_model(p, &LoadOptions::default())
+            .with_context(|| format!("loading {}", p.display()))?,
         (None, Some("demo")) => {
             // A byte-level BPE learned from the corpus's message texts.
-            let text = std::fs::read_to_string(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+            let text = std::fs::read_to_string(&a.data)
+                .with_context(|| format!("reading {}", a.data.display()))?;
             let mut texts = Vec::new();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let v: serde_json::Value = serde_json::from_str(line)?;
                 if let Some(ms) = v.get("messages").and_then(|m| m.as_array()) {
-                    texts.extend(ms.iter().filter_map(|m| m.get("content").and_then(|c| c.as_str()).map(String::from)));
+                    texts.extend(ms.iter().filter_map(|m| {
+                        m.get("content").and_then(|c| c.as_str()).map(String::from)
+                    }));
                 }
             }
             let tok = Tokenizer::train_byte_level(&texts, demo::DEMO_MERGES)?;
-            let m = Model::random(demo::demo_model_config(tok.vocab_size()), a.seed, &Device::Cpu, DType::F32)?;
+            let m = Model::random(
+                demo::demo_model_config(tok.vocab_size()),
+                a.seed,
+                &Device::Cpu,
+                DType::F32,
+            )?;
             (m, tok)
         }
         (None, Some(other)) => bail!("--preset {other:?}: the only preset is \"demo\""),
@@ -116,7 +125,9 @@ pub fn run_demo_data(a: DemoDataArgs) -> Result<()> {
     let d = demo::demo_data(a.seed, a.n_sft, a.n_eval);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let ex = |xs: &[serl_core::train::Example]| -> Vec<serde_json::Value> {
-        xs.iter().map(|e| serde_json::json!({"problem": e.problem, "answer": e.answer})).collect()
+        xs.iter()
+            .map(|e| serde_json::json!({"problem": e.problem, "answer": e.answer}))
+            .collect()
     };
     write_jsonl(&a.out.join("sft.jsonl"), &d.sft)?;
     write_jsonl(&a.out.join("seeds.jsonl"), &ex(&d.seeds))?;
