@@ -495,3 +495,107 @@ fn train_resume_and_eval_through_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&model);
 }
+
+#[cfg(feature = "train")]
+#[test]
+fn demo_data_and_sft_through_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("serl-cli-sft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.join("data");
+    let out = serl(
+        &[
+            "demo-data",
+            "--out",
+            d.to_str().unwrap(),
+            "--n-sft",
+            "16",
+            "--n-eval",
+            "5",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sft_lines = std::fs::read_to_string(d.join("sft.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(sft_lines, 18); // 16 problems + 2 question lists (from the 12th on)
+    assert_eq!(
+        std::fs::read_to_string(d.join("seeds.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        50
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("eval.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
+    let m = dir.join("model");
+    let out = serl(
+        &[
+            "sft",
+            "--data",
+            d.join("sft.jsonl").to_str().unwrap(),
+            "--out",
+            m.to_str().unwrap(),
+            "--preset",
+            "demo",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-len",
+            "1024",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("saved"));
+    // The result is a model the other commands load.
+    let out = serl(
+        &[
+            "generate",
+            "--model",
+            m.to_str().unwrap(),
+            "--prompt",
+            "Ann has 3 apples.",
+            "--chat",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = serl(
+        &[
+            "sft",
+            "--data",
+            d.join("sft.jsonl").to_str().unwrap(),
+            "--out",
+            m.to_str().unwrap(),
+            "--preset",
+            "big",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("preset"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -763,3 +763,28 @@ fn shipped_tiny_model_fixture_is_reproducible() {
     }
     let _ = std::fs::remove_dir_all(&fresh);
 }
+
+#[test]
+fn bf16_weights_run_both_paths_close_to_f32() {
+    let cfg = tiny_config(Family::Qwen2, false);
+    let f32m = Model::random(cfg.clone(), 13, &Device::Cpu, DType::F32).expect("f32");
+    let bf16 = Model::random(cfg, 13, &Device::Cpu, DType::BF16).expect("bf16");
+    let rows = vec![vec![5u32, 9, 200, 13, 7, 40]];
+    let a = f32m.logits_fast(&rows).expect("a");
+    let b = bf16.logits_fast(&rows).expect("b");
+    let c = bf16.logits_train(&ids(&rows)).expect("c");
+    assert!(max_abs_diff(&a, &b) < 0.05, "{}", max_abs_diff(&a, &b));
+    assert!(max_abs_diff(&b, &c) < 0.05, "{}", max_abs_diff(&b, &c));
+    // Gradients flow in bf16 too.
+    let loss = bf16
+        .token_logprobs(&ids(&rows))
+        .expect("lp")
+        .sum_all()
+        .expect("sum");
+    let grads = loss.backward().expect("backward");
+    assert!(
+        bf16.named_parameters()
+            .iter()
+            .all(|(_, v)| grads.get(v.as_tensor()).is_some())
+    );
+}

@@ -296,3 +296,96 @@ fn bad_configurations_are_rejected_with_the_field_named() {
     assert!(e.contains("seeds.jsonl:2") && e.contains("problem"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sft_lowers_the_loss_and_is_reproducible() {
+    use serl_core::train::{SftConfig, sft};
+    let dir = std::env::temp_dir().join(format!("serl-sft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut corpus = String::new();
+    for i in 0..8 {
+        corpus.push_str(&format!(
+            "{{\"messages\": [{{\"role\": \"user\", \"content\": \"{i}+1?\"}}, {{\"role\": \"assistant\", \"content\": \"\\\\boxed{{{}}}\"}}]}}\n",
+            i + 1
+        ));
+    }
+    corpus
+        .push_str("{\"prompt\": \"say hi\", \"completion\": \"hi\"}\n{\"text\": \"plain text\"}\n");
+    std::fs::write(dir.join("sft.jsonl"), &corpus).unwrap();
+    let run = |out: &str| {
+        let model = Model::random(tiny_config(), 3, &Device::Cpu, DType::F32).unwrap();
+        let tok = Tokenizer::byte_level(&[]).unwrap();
+        let cfg = SftConfig {
+            data: dir.join("sft.jsonl"),
+            out: dir.join(out),
+            steps: 30,
+            batch_size: 4,
+            lr: 3e-3,
+            max_len: 128,
+            ..SftConfig::default()
+        };
+        let s = sft(&model, &tok, &cfg, &mut |_, _, _| {}).unwrap();
+        (
+            s,
+            std::fs::read(dir.join(out).join("model.safetensors")).unwrap(),
+        )
+    };
+    let (a, wa) = run("a");
+    let (_, wb) = run("b");
+    assert!(
+        a.loss_last < a.loss_first * 0.7,
+        "loss {} -> {}",
+        a.loss_first,
+        a.loss_last
+    );
+    assert!(wa == wb, "same data, seed and steps give the same weights");
+    // A record without a known shape names its line.
+    std::fs::write(dir.join("bad.jsonl"), "{\"text\": \"ok\"}\n{\"foo\": 1}\n").unwrap();
+    let model = Model::random(tiny_config(), 3, &Device::Cpu, DType::F32).unwrap();
+    let cfg = SftConfig {
+        data: dir.join("bad.jsonl"),
+        out: dir.join("c"),
+        steps: 1,
+        ..SftConfig::default()
+    };
+    let e = sft(
+        &model,
+        &Tokenizer::byte_level(&[]).unwrap(),
+        &cfg,
+        &mut |_, _, _| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("bad.jsonl:2"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn byte_level_bpe_learns_merges_and_round_trips() {
+    let texts = [
+        "the cat and the hat",
+        "the bat and the mat",
+        "then there were three",
+    ];
+    let tok = Tokenizer::train_byte_level(&texts, 20).unwrap();
+    assert!(tok.vocab_size() > 259 && tok.vocab_size() <= 279);
+    for t in texts
+        .iter()
+        .chain(["unseen words 123", "<|im_end|>x"].iter())
+    {
+        let ids = tok.encode(t).unwrap();
+        assert_eq!(tok.decode(&ids, false).unwrap(), *t);
+    }
+    let plain = Tokenizer::byte_level(&[]).unwrap();
+    assert!(tok.encode(texts[0]).unwrap().len() < plain.encode(texts[0]).unwrap().len());
+    // Digits stay single tokens (the arithmetic must see them).
+    assert_eq!(tok.encode("123").unwrap().len(), 3);
+    // Deterministic.
+    let again = Tokenizer::train_byte_level(&texts, 20).unwrap();
+    assert_eq!(
+        again.encode("the hat and the cat").unwrap(),
+        tok.encode("the hat and the cat").unwrap()
+    );
+}

@@ -185,6 +185,33 @@ pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
     DemoData { sft, seeds, eval }
 }
 
+/// BPE merges the demo tokenizer learns from the corpus.
+pub const DEMO_MERGES: usize = 700;
+
+/// Shape of the demo model `serl sft --preset demo` creates: a 4-layer
+/// Llama of width 256 (about 3M parameters, 12 MB in f32) over a
+/// `vocab_size`-token byte-level BPE vocabulary.
+pub fn demo_model_config(vocab_size: usize) -> crate::model::ModelConfig {
+    crate::model::ModelConfig {
+        family: crate::model::Family::Llama,
+        vocab_size,
+        hidden_size: 256,
+        intermediate_size: 640,
+        num_hidden_layers: 4,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 64,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 1024,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![2],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,32 +239,5 @@ mod tests {
         for r in &a.sft {
             assert!(!evalq.contains(r["messages"][0]["content"].as_str().unwrap_or_default()));
         }
-    }
-}
-
-/// BPE merges the demo tokenizer learns from the corpus.
-pub const DEMO_MERGES: usize = 700;
-
-/// Shape of the demo model `serl sft --preset demo` creates: a 4-layer
-/// Llama of width 256 (about 3M parameters, 12 MB in f32) over a
-/// `vocab_size`-token byte-level BPE vocabulary.
-pub fn demo_model_config(vocab_size: usize) -> crate::model::ModelConfig {
-    crate::model::ModelConfig {
-        family: crate::model::Family::Llama,
-        vocab_size,
-        hidden_size: 256,
-        intermediate_size: 640,
-        num_hidden_layers: 4,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 64,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 1024,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
     }
 }
