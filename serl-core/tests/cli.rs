@@ -426,6 +426,8 @@ fn train_resume_and_eval_through_the_command_line() {
         run.join("checkpoints/step-000001/model.safetensors")
             .exists()
     );
+    let svg = std::fs::read_to_string(run.join("metrics.svg")).unwrap();
+    assert!(svg.contains("<polyline") && svg.contains("evaluation accuracy"));
     // Extend the finished run by one step.
     let out = serl(
         &[

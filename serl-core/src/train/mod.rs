@@ -5,6 +5,7 @@ mod config;
 mod data;
 pub mod demo;
 mod optim;
+pub mod plot;
 mod sft;
 mod trainer;
 

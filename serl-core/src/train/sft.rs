@@ -171,20 +171,26 @@ pub fn sft(
     let refs: Vec<&candle_core::Var> = params.iter().collect();
     let mut opt = AdamW::new(&refs, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
     let mut rng = Rng::new(cfg.seed);
-    let mut order: Vec<usize> = Vec::new();
+    // Batches of similar lengths (as transformers' group_by_length): shuffle,
+    // sort within windows of 16 batches, shuffle the batches. Padding to
+    // the longest sequence of a batch then wastes little compute.
+    let mut batches: Vec<Vec<usize>> = Vec::new();
     let dev = model.device().clone();
     let t0 = Instant::now();
     let mut tokens = 0usize;
     let mut losses = Vec::with_capacity(cfg.steps);
     for step in 0..cfg.steps {
-        let mut batch = Vec::with_capacity(cfg.batch_size);
-        while batch.len() < cfg.batch_size {
-            if order.is_empty() {
-                order = (0..records.len()).collect();
-                rng.shuffle(&mut order);
+        if batches.is_empty() {
+            let mut order: Vec<usize> = (0..records.len()).collect();
+            rng.shuffle(&mut order);
+            for window in order.chunks(cfg.batch_size * 16) {
+                let mut w = window.to_vec();
+                w.sort_by_key(|&i| records[i].ids.len());
+                batches.extend(w.chunks(cfg.batch_size).map(<[usize]>::to_vec));
             }
-            batch.push(order.pop().unwrap_or(0));
+            rng.shuffle(&mut batches);
         }
+        let batch = batches.pop().unwrap_or_default();
         let l = batch
             .iter()
             .map(|&i| records[i].ids.len())

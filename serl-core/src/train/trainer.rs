@@ -768,6 +768,21 @@ impl Trainer {
         Ok(())
     }
 
+    /// Writes `metrics.svg` in the run directory: reward, agreement, kept
+    /// ratio and the evaluations of `eval.jsonl`, per step.
+    pub fn write_plot(&self) -> Result<PathBuf, TrainError> {
+        let ep = self.cfg.out.join("eval.jsonl");
+        let evals: Vec<EvalResult> = std::fs::read_to_string(&ep)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let svg = super::plot::metrics_svg(&self.history, &evals);
+        let path = self.cfg.out.join("metrics.svg");
+        crate::model::write_atomic(&path, svg.as_bytes())?;
+        Ok(path)
+    }
+
     fn checkpoint_root(&self) -> PathBuf {
         self.cfg.out.join("checkpoints")
     }

@@ -181,6 +181,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
                     trainer.steps_done()
                 );
                 let dir = trainer.save_checkpoint()?;
+                trainer.write_plot()?;
                 eprintln!(
                     "saved {}; continue with `serl train --resume {}`",
                     dir.display(),
@@ -197,6 +198,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         let e = trainer.evaluate()?;
         eprintln!("{}", eval_line("after", &e));
     }
+    eprintln!("plot: {}", trainer.write_plot()?.display());
     Ok(())
 }
 
