@@ -389,3 +389,39 @@ fn byte_level_bpe_learns_merges_and_round_trips() {
         tok.encode("the hat and the cat").unwrap()
     );
 }
+
+#[test]
+fn every_estimator_and_kl_placement_runs_a_step() {
+    let (dir, cfg) = setup("estimators");
+    for (i, est) in [
+        Estimator::Reinforce,
+        Estimator::Rloo,
+        Estimator::ReinforceBaseline,
+        Estimator::GroupNorm,
+        Estimator::DrGrpo,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for use_kl_loss in [false, true] {
+            let out = dir.join(format!("run-{i}-{use_kl_loss}"));
+            let mut t = Trainer::new(Config {
+                advantage_estimator: est,
+                use_kl_loss,
+                eval_data: None,
+                out,
+                ..cfg.clone()
+            })
+            .unwrap();
+            t.step().unwrap();
+            let s = t.step().unwrap();
+            assert!(
+                s.loss.is_finite() && s.grad_norm.is_finite() && s.grad_norm > 0.0,
+                "{est:?} {use_kl_loss}: {s:?}"
+            );
+            // After one update the policy has moved away from the reference.
+            assert!(s.kl.abs() > 0.0, "{est:?} {use_kl_loss}: kl {}", s.kl);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
