@@ -788,3 +788,35 @@ fn bf16_weights_run_both_paths_close_to_f32() {
             .all(|(_, v)| grads.get(v.as_tensor()).is_some())
     );
 }
+
+#[test]
+fn logprobs_from_a_position_equal_the_tail_of_all_logprobs() {
+    let model = Model::random(
+        tiny_config(Family::Llama, false),
+        8,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .expect("model");
+    let rows = vec![
+        vec![5u32, 9, 200, 13, 7, 40, 41],
+        vec![1u32, 2, 3, 4, 5, 6, 7],
+    ];
+    let all: Vec<Vec<f32>> = model
+        .token_logprobs(&ids(&rows))
+        .expect("all")
+        .to_vec2()
+        .expect("v");
+    let tail: Vec<Vec<f32>> = model
+        .token_logprobs_from(&ids(&rows), 4)
+        .expect("tail")
+        .to_vec2()
+        .expect("v");
+    for (a, t) in all.iter().zip(&tail) {
+        assert_eq!(t.len(), 2);
+        for (x, y) in a[4..].iter().zip(t) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+    assert!(model.token_logprobs_from(&ids(&rows), 6).is_err());
+}

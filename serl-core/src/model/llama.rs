@@ -359,17 +359,27 @@ impl Model {
     /// Differentiable per-token log-probabilities `[B, T-1]` (f32):
     /// entry `t` is log p(ids[t+1] | ids[..=t]).
     pub fn token_logprobs(&self, ids: &Tensor) -> Result<Tensor, ModelError> {
+        self.token_logprobs_from(ids, 0)
+    }
+
+    /// Like [`Model::token_logprobs`] for positions `from..T-1` only (entry
+    /// `t` is log p(ids[from+t+1] | ids[..=from+t])): the output head and
+    /// its softmax run only where a loss is taken, e.g. on responses after a
+    /// shared prompt length, which saves most of the logits' memory.
+    pub fn token_logprobs_from(&self, ids: &Tensor, from: usize) -> Result<Tensor, ModelError> {
         let (b, t) = ids.dims2()?;
-        if t < 2 {
-            return Err(ModelError::Invalid(
-                "token_logprobs needs at least 2 tokens".into(),
-            ));
+        if t < 2 || from >= t - 1 {
+            return Err(ModelError::Invalid(format!(
+                "token_logprobs needs at least 2 tokens and from ({from}) < T - 1 ({})",
+                t.saturating_sub(1)
+            )));
         }
-        let h = self.hidden_train(ids)?.narrow(1, 0, t - 1)?;
+        let n = t - 1 - from;
+        let h = self.hidden_train(ids)?.narrow(1, from, n)?;
         let logits = ops::linear(&h, self.head(), None)?;
         let lp = ops::log_softmax_train(&logits)?;
-        let targets = ids.narrow(1, 1, t - 1)?.contiguous()?.unsqueeze(2)?;
-        Ok(lp.gather(&targets, 2)?.reshape((b, t - 1))?)
+        let targets = ids.narrow(1, from + 1, n)?.contiguous()?.unsqueeze(2)?;
+        Ok(lp.gather(&targets, 2)?.reshape((b, n))?)
     }
 
     fn hidden_train(&self, ids: &Tensor) -> Result<Tensor, ModelError> {

@@ -196,13 +196,21 @@ pub fn sft(
             .map(|&i| records[i].ids.len())
             .max()
             .unwrap_or(2);
+        // The loss starts after the shortest prompt: no head before it.
+        let from = batch
+            .iter()
+            .map(|&i| records[i].prompt_len)
+            .min()
+            .unwrap_or(1)
+            .max(1)
+            - 1;
         let mut ids = Vec::with_capacity(batch.len() * l);
-        let mut mask = Vec::with_capacity(batch.len() * (l - 1));
+        let mut mask = Vec::with_capacity(batch.len() * (l - 1 - from));
         for &i in &batch {
             let r = &records[i];
             ids.extend(&r.ids);
             ids.extend(std::iter::repeat_n(0u32, l - r.ids.len()));
-            for t in 0..l - 1 {
+            for t in from..l - 1 {
                 // Position t predicts token t+1.
                 let on = t + 1 >= r.prompt_len && t + 1 < r.ids.len();
                 mask.push(if on { 1.0f32 } else { 0.0 });
@@ -211,8 +219,10 @@ pub fn sft(
         let n_tok: f32 = mask.iter().sum();
         tokens += n_tok as usize;
         let ids = Tensor::from_vec(ids, (batch.len(), l), &dev)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), l - 1), &dev)?;
-        let lp = model.token_logprobs(&ids)?.to_dtype(DType::F32)?;
+        let mask = Tensor::from_vec(mask, (batch.len(), l - 1 - from), &dev)?;
+        let lp = model
+            .token_logprobs_from(&ids, from)?
+            .to_dtype(DType::F32)?;
         let loss = ((lp * mask)?.sum_all()?.neg()? / n_tok.max(1.0) as f64)?;
         let lv = loss.to_scalar::<f32>()? as f64;
         let grads = loss.backward()?;

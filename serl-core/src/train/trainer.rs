@@ -663,6 +663,14 @@ impl Trainer {
                 let mut batch_loss = 0.0;
                 for micro in batch.chunks(cfg.micro_train_batch_size) {
                     let l = micro.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
+                    // Log-probs are needed from the shortest prompt on only.
+                    let from = micro
+                        .iter()
+                        .map(|&i| seqs[i].prompt_len)
+                        .min()
+                        .unwrap_or(1)
+                        .max(1)
+                        - 1;
                     let mut ids = Vec::with_capacity(micro.len() * l);
                     let (mut m, mut a, mut o, mut rf) =
                         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -671,7 +679,7 @@ impl Trainer {
                         ids.extend(&s.ids);
                         ids.extend(std::iter::repeat_n(0u32, l - s.ids.len()));
                         // Position t of the log-prob row predicts ids[t+1].
-                        for t in 0..l - 1 {
+                        for t in from..l - 1 {
                             let r = t + 1;
                             let k = r.wrapping_sub(s.prompt_len);
                             let on = r >= s.prompt_len && k < s.old.len();
@@ -681,12 +689,15 @@ impl Trainer {
                             rf.push(if on { refp[i][k] as f32 } else { 0.0 });
                         }
                     }
-                    let shape = (micro.len(), l - 1);
+                    let shape = (micro.len(), l - 1 - from);
                     let ids = Tensor::from_vec(ids, (micro.len(), l), &dev)?;
                     let m = Tensor::from_vec(m, shape, &dev)?;
                     let a = Tensor::from_vec(a, shape, &dev)?;
                     let o = Tensor::from_vec(o, shape, &dev)?;
-                    let lp = self.model.token_logprobs(&ids)?.to_dtype(DType::F32)?;
+                    let lp = self
+                        .model
+                        .token_logprobs_from(&ids, from)?
+                        .to_dtype(DType::F32)?;
                     let log_ratio = ((&lp - &o)? * &m)?;
                     let ratio = log_ratio.exp()?;
                     let surr1 = (&ratio * &a)?;
