@@ -27,6 +27,82 @@ struct Layer {
     down: Var,
 }
 
+/// Which form of the shared layer arithmetic runs: the differentiable ops
+/// (training) or the fused ones (rollouts).
+#[derive(Clone, Copy)]
+enum Path {
+    Train,
+    Rollout,
+}
+
+impl Path {
+    fn linear(self, x: &Tensor, w: &Tensor, b: Option<&Var>) -> candle_core::Result<Tensor> {
+        let b = b.map(|v| v.as_tensor());
+        match self {
+            Path::Train => ops::linear(x, w, b),
+            Path::Rollout => ops::linear_fast(x, w, b),
+        }
+    }
+
+    fn norm(self, x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+        match self {
+            Path::Train => ops::rms_norm_train(x, w, eps),
+            Path::Rollout => ops::rms_norm_fast(x, w, eps),
+        }
+    }
+
+    fn rope(self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Path::Train => ops::rope_train(x, cos, sin)?.contiguous(),
+            Path::Rollout => ops::rope_fast(x, cos, sin),
+        }
+    }
+}
+
+/// Batch, new positions, query heads, key/value heads, head width.
+#[derive(Clone, Copy)]
+struct Dims {
+    b: usize,
+    t: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+}
+
+impl Layer {
+    /// Normalised input → rotated queries and keys `[B, H, T, d]`, values
+    /// `[B, KV, T, d]` (all contiguous).
+    fn qkv(
+        &self,
+        x: &Tensor,
+        d: Dims,
+        cos: &Tensor,
+        sin: &Tensor,
+        eps: f64,
+        path: Path,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let a = path.norm(x, &self.input_norm, eps)?;
+        let proj = |w: &Var, bias: Option<&Var>, heads: usize| -> candle_core::Result<Tensor> {
+            path.linear(&a, w, bias)?
+                .reshape((d.b, d.t, heads, d.hd))?
+                .transpose(1, 2)
+        };
+        let q = path.rope(&proj(&self.q, self.q_bias.as_ref(), d.nh)?, cos, sin)?;
+        let k = path.rope(&proj(&self.k, self.k_bias.as_ref(), d.nkv)?, cos, sin)?;
+        let v = proj(&self.v, self.v_bias.as_ref(), d.nkv)?.contiguous()?;
+        Ok((q, k, v))
+    }
+
+    /// The attention output projection and the SwiGLU MLP, each with its residual.
+    fn finish(&self, x: Tensor, ctx: &Tensor, eps: f64, path: Path) -> candle_core::Result<Tensor> {
+        let x = (x + path.linear(ctx, &self.o, None)?)?;
+        let m = path.norm(&x, &self.post_norm, eps)?;
+        let g = path.linear(&m, &self.gate, None)?;
+        let u = path.linear(&m, &self.up, None)?;
+        x + path.linear(&ops::swiglu(&g, &u)?, &self.down, None)?
+    }
+}
+
 /// A decoder whose parameters are candle [`Var`]s (trainable in place).
 pub struct Model {
     cfg: ModelConfig,
@@ -406,20 +482,9 @@ impl Model {
         let sin = self.sin.narrow(0, 0, t)?.unsqueeze(0)?;
         let mask = causal_mask(t, t, 0, &self.device)?.to_dtype(self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        let dims = Dims { b, t, nh, nkv, hd };
         for layer in &self.layers {
-            let a = ops::rms_norm_train(&x, &layer.input_norm, cfg.rms_norm_eps)?;
-            let q = ops::linear(&a, &layer.q, layer.q_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nh, hd))?
-                .transpose(1, 2)?;
-            let k = ops::linear(&a, &layer.k, layer.k_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?;
-            let v = ops::linear(&a, &layer.v, layer.v_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = ops::rope_train(&q, &cos, &sin)?.contiguous()?;
-            let k = ops::rope_train(&k, &cos, &sin)?.contiguous()?;
+            let (q, k, v) = layer.qkv(&x, dims, &cos, &sin, cfg.rms_norm_eps, Path::Train)?;
             // Grouped-query attention without copying K/V: the `rep` query
             // heads that share a key/value head are stacked along time.
             let qg = q.reshape((b, nkv, rep * t, hd))?;
@@ -431,11 +496,7 @@ impl Model {
                 .reshape((b, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, nh * hd))?;
-            x = (x + ops::linear(&ctx, &layer.o, None)?)?;
-            let m = ops::rms_norm_train(&x, &layer.post_norm, cfg.rms_norm_eps)?;
-            let g = ops::linear(&m, &layer.gate, None)?;
-            let u = ops::linear(&m, &layer.up, None)?;
-            x = (x + ops::linear(&ops::swiglu(&g, &u)?, &layer.down, None)?)?;
+            x = layer.finish(x, &ctx, cfg.rms_norm_eps, Path::Train)?;
         }
         Ok(ops::rms_norm_train(&x, &self.norm, cfg.rms_norm_eps)?)
     }
@@ -602,20 +663,9 @@ impl Model {
                 .index_select(&ids, 0)?
                 .reshape((b, t, cfg.hidden_size))?;
         let scale = 1.0 / (hd as f64).sqrt();
+        let dims = Dims { b, t, nh, nkv, hd };
         for (layer, (kbuf, vbuf)) in self.layers.iter().zip(state.kv.iter()) {
-            let a = ops::rms_norm_fast(&x, &layer.input_norm, cfg.rms_norm_eps)?;
-            let q = ops::linear_fast(&a, &layer.q, layer.q_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nh, hd))?
-                .transpose(1, 2)?;
-            let k = ops::linear_fast(&a, &layer.k, layer.k_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?;
-            let v = ops::linear_fast(&a, &layer.v, layer.v_bias.as_ref().map(|v| v.as_tensor()))?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = ops::rope_fast(&q, &cos, &sin)?;
-            let k = ops::rope_fast(&k, &cos, &sin)?;
+            let (q, k, v) = layer.qkv(&x, dims, &cos, &sin, cfg.rms_norm_eps, Path::Rollout)?;
             kbuf.slice_set(&k, 2, state.len)?;
             vbuf.slice_set(&v, 2, state.len)?;
             let keys = kbuf.narrow(2, 0, l_new)?;
@@ -635,11 +685,7 @@ impl Model {
                 .reshape((b, nh, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, nh * hd))?;
-            x = (x + ops::linear_fast(&ctx, &layer.o, None)?)?;
-            let m = ops::rms_norm_fast(&x, &layer.post_norm, cfg.rms_norm_eps)?;
-            let g = ops::linear_fast(&m, &layer.gate, None)?;
-            let u = ops::linear_fast(&m, &layer.up, None)?;
-            x = (x + ops::linear_fast(&ops::swiglu(&g, &u)?, &layer.down, None)?)?;
+            x = layer.finish(x, &ctx, cfg.rms_norm_eps, Path::Rollout)?;
         }
         state.len = l_new;
         for p in state.next_pos.iter_mut() {
