@@ -274,26 +274,9 @@ fn advantages_reproduce_rl_vectors() {
 /// A tiny random model saved in Hugging Face format for `serl generate`.
 #[cfg(feature = "train")]
 fn tiny_model_dir(name: &str) -> std::path::PathBuf {
-    use serl_core::model::{DType, Device, Family, Model, ModelConfig, Tokenizer};
+    use serl_core::model::{DType, Device, Model, Tokenizer};
     let dir = std::env::temp_dir().join(format!("serl-cli-model-{name}-{}", std::process::id()));
-    let cfg = ModelConfig {
-        family: Family::Llama,
-        vocab_size: 259,
-        hidden_size: 32,
-        intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 128,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    };
+    let cfg = serl_core::model::tiny_llama_config();
     let model = Model::random(cfg, 1, &Device::Cpu, DType::F32).unwrap();
     model
         .save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir)

@@ -5,29 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serl_core::model::{DType, Device, Family, Model, ModelConfig, Tokenizer};
+use serl_core::model::{DType, Device, Model, Tokenizer};
 use serl_core::rl::Estimator;
 use serl_core::train::{Config, RewardSource, Trainer};
 
-fn tiny_config() -> ModelConfig {
-    ModelConfig {
-        family: Family::Llama,
-        vocab_size: 259,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 512,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
-    }
+fn tiny_config() -> serl_core::model::ModelConfig {
+    serl_core::model::tiny_llama_config()
 }
 
 /// A scratch directory with a tiny model, a seed file and an eval file.
