@@ -434,6 +434,25 @@ fn train_resume_and_eval_through_the_command_line() {
         run.join("checkpoints/step-000002/trainer_state.json")
             .exists()
     );
+    // The before/after table of the run; a directory without evaluations is an error naming the file.
+    let out = serl(&["compare", run.to_str().unwrap()], "");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.starts_with("| run | steps | greedy pass@1 (%) | avg@2 (%) | maj@2 (%)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("| {} | 2 | ", run.display())),
+        "{table}"
+    );
+    let out = serl(&["compare", dir.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("eval.jsonl"));
     // The trained checkpoint evaluates and generates.
     let ck = run.join("checkpoints/step-000002");
     let out = serl(
@@ -474,9 +493,33 @@ fn train_resume_and_eval_through_the_command_line() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("reward_difficulty_bounds"));
-    let out = serl(&["train"], "");
+    // --model without --seeds says what is missing.
+    let out = serl(&["train", "--model", model.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seeds"));
+    // A new run never appends to an earlier run's logs.
+    std::fs::write(&cfg, "steps = 1\n").unwrap();
+    let out = serl(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--seeds",
+            dir.join("seeds.jsonl").to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap(),
+        metrics
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&model);
 }
@@ -582,5 +625,31 @@ fn demo_data_and_sft_through_the_command_line() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("preset"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn train_without_arguments_runs_the_embedded_demo() {
+    let dir = std::env::temp_dir().join(format!("serl-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // One step of the demo (the full run is `serl train` alone).
+    let out = serl(
+        &["train", "--steps", "1", "--out", dir.to_str().unwrap()],
+        "",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("running the embedded demo"), "{err}");
+    // The progress bar, the step line and the before/after table.
+    assert!(err.contains("] step 1/1"), "{err}");
+    assert!(err.contains("step 1: reward"), "{err}");
+    for row in ["pass@1", "avg@16", "maj@16", "before", "after", "change"] {
+        assert!(err.contains(row), "no {row} in {err}");
+    }
+    let svg = std::fs::read_to_string(dir.join("metrics.svg")).unwrap();
+    assert!(svg.contains("<polyline"));
+    let evals = std::fs::read_to_string(dir.join("eval.jsonl")).unwrap();
+    assert_eq!(evals.lines().count(), 2, "before and after");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -325,7 +325,7 @@ fn batch_composition_does_not_change_samples() {
         &tok,
         &GenerateRequest {
             prompts: vec![long, vec![7]],
-            params,
+            params: params.clone(),
         },
         |_| {},
     )
@@ -333,6 +333,22 @@ fn batch_composition_does_not_change_samples() {
     // Prompt 0's samples do not depend on what else is in the batch.
     assert_eq!(both[0].token_ids, first_only[0].token_ids);
     assert_eq!(both[1].token_ids, first_only[1].token_ids);
+    // The second prompt alone, offset to its place, samples as in the pair.
+    let second_alone = generate::generate(
+        &model,
+        &tok,
+        &GenerateRequest {
+            prompts: vec![short],
+            params: SamplingParams {
+                first_prompt: 1,
+                ..params.clone()
+            },
+        },
+        |_| {},
+    )
+    .expect("gen");
+    assert_eq!(both[2].token_ids, second_alone[0].token_ids);
+    assert_eq!(both[3].token_ids, second_alone[1].token_ids);
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub struct SamplingParams {
     pub ignore_eos: bool,
     /// RNG seed.
     pub seed: u64,
+    /// RNG streams are keyed by `first_prompt` + the prompt's index, so a
+    /// request split into chunks, each given its offset, samples exactly as
+    /// the whole request would.
+    pub first_prompt: usize,
 }
 
 impl Default for SamplingParams {
@@ -55,6 +59,7 @@ impl Default for SamplingParams {
             stop_token_ids: Vec::new(),
             ignore_eos: false,
             seed: 0,
+            first_prompt: 0,
         }
     }
 }
@@ -206,7 +211,7 @@ pub fn generate(
             let mut row = Row {
                 prompt: pi,
                 sample: s,
-                rng: Rng::new(row_seed(p.seed, pi, s)),
+                rng: Rng::new(row_seed(p.seed, p.first_prompt + pi, s)),
                 ids: Vec::new(),
                 logprobs: Vec::new(),
                 counts: Vec::new(),

@@ -128,6 +128,9 @@ pub struct Config {
     pub eval_max_len: usize,
     /// Use at most this many evaluation questions (0: all).
     pub eval_limit: usize,
+    /// Sequences generated together during evaluation (more is faster for
+    /// small models and costs KV-cache memory).
+    pub eval_batch_size: usize,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub save_steps: usize,
 }
@@ -186,6 +189,7 @@ impl Default for Config {
             eval_temperature: 1.0,
             eval_max_len: 1024,
             eval_limit: 0,
+            eval_batch_size: 16,
             save_steps: 0,
         }
     }

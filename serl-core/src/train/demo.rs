@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::eval::{GENERATION_HEADER, GENERATION_SYSTEM, Rng};
+use crate::eval::{GENERATION_SYSTEM, Rng, numbered_list};
 
 use super::Example;
 
@@ -125,7 +125,7 @@ pub struct DemoData {
     pub eval: Vec<Example>,
 }
 
-/// Generates the demo data: `n_sft` solved problems plus `n_sft / 4`
+/// Generates the demo data: `n_sft` solved problems plus `n_sft / 8`
 /// question lists, 50 seeds and `n_eval` held-out problems, all distinct.
 pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
     let mut rng = Rng::new(seed);
@@ -163,21 +163,23 @@ pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
             {"role": "assistant", "content": p.solution},
         ]}));
         pool.push(p.question);
-        // A question list every fourth problem: 8 shots and 3 new questions.
-        if i % 4 == 3 && pool.len() >= 11 {
-            let idx = rng.sample_indices(pool.len(), 11);
-            let mut user = String::from(GENERATION_HEADER);
-            for (k, &j) in idx[..8].iter().enumerate() {
-                user.push_str(&format!("{}. {}\n", k + 1, pool[j]));
-            }
-            user.push_str("9.");
+        // A question list every eighth problem, in the trainer's prompt
+        // format with DEMO_SHOTS shots, and two new questions to continue it.
+        if i % 8 == 7 && pool.len() >= DEMO_SHOTS + 2 {
+            let idx = rng.sample_indices(pool.len(), DEMO_SHOTS + 2);
+            let shots: Vec<&str> = idx[..DEMO_SHOTS]
+                .iter()
+                .map(|&j| pool[j].as_str())
+                .collect();
             let answer = format!(
-                " {}\n10. {}\n11. {}",
-                pool[idx[8]], pool[idx[9]], pool[idx[10]]
+                " {}\n{}. {}",
+                pool[idx[DEMO_SHOTS]],
+                DEMO_SHOTS + 2,
+                pool[idx[DEMO_SHOTS + 1]]
             );
             sft.push(json!({"messages": [
                 {"role": "system", "content": GENERATION_SYSTEM},
-                {"role": "user", "content": user},
+                {"role": "user", "content": numbered_list(&shots)},
                 {"role": "assistant", "content": answer},
             ]}));
         }
@@ -185,22 +187,40 @@ pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
     DemoData { sft, seeds, eval }
 }
 
+/// Few-shot questions in the demo's generation prompts (SeRL's default is
+/// 8; 4 keeps the small model's prompts short).
+pub const DEMO_SHOTS: usize = 4;
+
 /// BPE merges the demo tokenizer learns from the corpus.
 pub const DEMO_MERGES: usize = 700;
 
+/// The demo's tokenizer: a byte-level BPE with [`DEMO_MERGES`] merges
+/// learned from the message texts of `records` (`{"messages": [...]}`).
+pub fn demo_tokenizer(
+    records: &[serde_json::Value],
+) -> Result<crate::model::Tokenizer, crate::model::ModelError> {
+    let texts: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.get("messages").and_then(|m| m.as_array()))
+        .flatten()
+        .filter_map(|m| m.get("content").and_then(|c| c.as_str()))
+        .collect();
+    crate::model::Tokenizer::train_byte_level(&texts, DEMO_MERGES)
+}
+
 /// Shape of the demo model `serl sft --preset demo` creates: a 4-layer
-/// Llama of width 256 (about 3M parameters, 12 MB in f32) over a
+/// Llama of width 128 (about 1M parameters, 4 MB in f32) over a
 /// `vocab_size`-token byte-level BPE vocabulary.
 pub fn demo_model_config(vocab_size: usize) -> crate::model::ModelConfig {
     crate::model::ModelConfig {
         family: crate::model::Family::Llama,
         vocab_size,
-        hidden_size: 256,
-        intermediate_size: 640,
+        hidden_size: 128,
+        intermediate_size: 384,
         num_hidden_layers: 4,
         num_attention_heads: 4,
         num_key_value_heads: 2,
-        head_dim: 64,
+        head_dim: 32,
         rms_norm_eps: 1e-5,
         rope_theta: 10_000.0,
         rope_scaling: None,
@@ -233,7 +253,7 @@ mod tests {
         assert_eq!(a.sft, b.sft);
         assert_eq!(a.eval.len(), 30);
         assert_eq!(a.seeds.len(), 50);
-        assert!(a.sft.len() >= 240);
+        assert!(a.sft.len() >= 220);
         let evalq: std::collections::HashSet<_> =
             a.eval.iter().map(|e| e.problem.clone()).collect();
         for r in &a.sft {

@@ -171,7 +171,25 @@ impl Trainer {
         model: Model,
         tokenizer: Tokenizer,
     ) -> Result<Trainer, TrainError> {
+        Trainer::build(cfg, model, tokenizer, true)
+    }
+
+    /// `fresh`: a new run, which must not reuse another run's directory.
+    fn build(
+        cfg: Config,
+        model: Model,
+        tokenizer: Tokenizer,
+        fresh: bool,
+    ) -> Result<Trainer, TrainError> {
         cfg.validate()?;
+        // A second run appending to another run's logs would corrupt both.
+        if fresh && (cfg.out.join("metrics.jsonl").exists() || cfg.out.join("checkpoints").exists())
+        {
+            return Err(TrainError::Config(format!(
+                "out: {} already holds a run; resume it or choose another directory",
+                cfg.out.display()
+            )));
+        }
         if tokenizer.chat_template().is_none() {
             return Err(TrainError::Config(
                 "model: its tokenizer has no chat template".into(),
@@ -869,7 +887,13 @@ impl Trainer {
 
     /// Continues with `cfg` from checkpoint directory `ck`.
     pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
-        let mut t = Trainer::new(cfg)?;
+        cfg.validate()?;
+        let opts = LoadOptions {
+            device: model::device_from_name(&cfg.device)?,
+            dtype: model::dtype_from_name(&cfg.dtype)?,
+        };
+        let (policy, tokenizer) = model::load_model(&cfg.model, &opts)?;
+        let mut t = Trainer::build(cfg, policy, tokenizer, false)?;
         let opts = LoadOptions {
             device: t.model.device().clone(),
             dtype: t.model.dtype(),
@@ -951,68 +975,71 @@ pub fn evaluate_model(
     if n == 0 {
         return Ok(result);
     }
-    // Bounded batches keep the cache small.
-    let chunk = 16;
-    let mut correct = 0usize;
-    for (ps, es) in prompts.chunks(chunk).zip(examples.chunks(chunk)) {
-        let params = SamplingParams {
-            temperature: 0.0,
+    let greedy = SamplingParams {
+        temperature: 0.0,
+        max_new_tokens: cfg.eval_max_len,
+        ..Default::default()
+    };
+    let gens = generate_chunked(model, tok, &prompts, &greedy, cfg.eval_batch_size)?;
+    let correct = gens
+        .iter()
+        .zip(examples)
+        .filter(|(g, e)| is_correct(&g.text, e.answer.as_deref().unwrap_or_default()))
+        .count();
+    result.pass_at_1 = correct as f64 / n as f64;
+    if cfg.eval_k > 0 {
+        let sampled = SamplingParams {
+            n: cfg.eval_k,
+            temperature: cfg.eval_temperature,
             max_new_tokens: cfg.eval_max_len,
+            seed: cfg.seed,
             ..Default::default()
         };
-        let gens = generate::generate(
-            model,
-            tok,
-            &GenerateRequest {
-                prompts: ps.to_vec(),
-                params,
-            },
-            |_| {},
-        )?;
-        for (g, e) in gens.iter().zip(es) {
-            if is_correct(&g.text, e.answer.as_deref().unwrap_or_default()) {
-                correct += 1;
-            }
-        }
-    }
-    result.pass_at_1 = correct as f64 / n as f64;
-    if let Some(per) = chunk.checked_div(cfg.eval_k) {
-        let per = per.max(1);
+        let gens = generate_chunked(model, tok, &prompts, &sampled, cfg.eval_batch_size)?;
         let (mut sample_hits, mut maj_hits) = (0usize, 0usize);
-        for (ci, (ps, es)) in prompts.chunks(per).zip(examples.chunks(per)).enumerate() {
-            let params = SamplingParams {
-                n: cfg.eval_k,
-                temperature: cfg.eval_temperature,
-                max_new_tokens: cfg.eval_max_len,
-                seed: cfg.seed ^ (ci as u64).wrapping_mul(0x9e37_79b9),
-                ..Default::default()
-            };
-            let gens = generate::generate(
-                model,
-                tok,
-                &GenerateRequest {
-                    prompts: ps.to_vec(),
-                    params,
-                },
-                |_| {},
-            )?;
-            for (gi, e) in es.iter().enumerate() {
-                let label = e.answer.as_deref().unwrap_or_default();
-                let texts: Vec<&str> = gens[gi * cfg.eval_k..(gi + 1) * cfg.eval_k]
-                    .iter()
-                    .map(|g| g.text.as_str())
-                    .collect();
-                sample_hits += texts.iter().filter(|t| is_correct(t, label)).count();
-                let v = eval::vote(&texts, eval::VoteMode::Equiv);
-                if !v.majority.is_empty() && is_correct(&v.majority, label) {
-                    maj_hits += 1;
-                }
+        for (group, e) in gens.chunks(cfg.eval_k).zip(examples) {
+            let label = e.answer.as_deref().unwrap_or_default();
+            let texts: Vec<&str> = group.iter().map(|g| g.text.as_str()).collect();
+            sample_hits += texts.iter().filter(|t| is_correct(t, label)).count();
+            let v = eval::vote(&texts, eval::VoteMode::Equiv);
+            if !v.majority.is_empty() && is_correct(&v.majority, label) {
+                maj_hits += 1;
             }
         }
         result.avg_at_k = Some(sample_hits as f64 / (n * cfg.eval_k) as f64);
         result.maj_at_k = Some(maj_hits as f64 / n as f64);
     }
     Ok(result)
+}
+
+/// `params.n` generations per prompt, in prompt order, about `rows`
+/// sequences at a time (bounded batches keep the KV cache small). Sampled
+/// outputs do not depend on `rows`: each (prompt, sample) has its own RNG
+/// stream keyed by the prompt's index in `prompts`.
+fn generate_chunked(
+    model: &Model,
+    tok: &Tokenizer,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    rows: usize,
+) -> Result<Vec<generate::Generation>, TrainError> {
+    let per = (rows / params.n.max(1)).max(1);
+    let mut out = Vec::with_capacity(prompts.len() * params.n.max(1));
+    for (ci, ps) in prompts.chunks(per).enumerate() {
+        out.extend(generate::generate(
+            model,
+            tok,
+            &GenerateRequest {
+                prompts: ps.to_vec(),
+                params: SamplingParams {
+                    first_prompt: params.first_prompt + ci * per,
+                    ..params.clone()
+                },
+            },
+            |_| {},
+        )?);
+    }
+    Ok(out)
 }
 
 fn append_jsonl(path: &Path, lines: &[serde_json::Value]) -> Result<(), TrainError> {

@@ -91,6 +91,9 @@ enum Command {
     /// Greedy pass@1, avg@k and maj@k of a model on a labelled JSONL.
     #[cfg(feature = "train")]
     Eval(train::EvalArgs),
+    /// Before/after table of finished runs (from their eval.jsonl), e.g. SeRL beside its baselines.
+    #[cfg(feature = "train")]
+    Compare(train::CompareArgs),
     /// Supervised next-token training on a JSONL corpus (a warm start).
     #[cfg(feature = "train")]
     Sft(sft::SftArgs),
@@ -185,6 +188,8 @@ fn run(command: Command) -> Result<()> {
         Command::Train(args) => train::run_train(args),
         #[cfg(feature = "train")]
         Command::Eval(args) => train::run_eval(args),
+        #[cfg(feature = "train")]
+        Command::Compare(args) => train::run_compare(args),
         #[cfg(feature = "train")]
         Command::Sft(args) => sft::run_sft(args),
         #[cfg(feature = "train")]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serl_core::model::{self, DType, Device, LoadOptions, Model, Tokenizer};
+use serl_core::model::{self, DType, Device, LoadOptions, Model};
 use serl_core::train::{SftConfig, demo, sft, write_jsonl};
 
 /// Options of `serl sft`.
@@ -66,16 +66,18 @@ pub fn run_sft(a: SftArgs) -> Result<()> {
             // A byte-level BPE learned from the corpus's message texts.
             let text = std::fs::read_to_string(&a.data)
                 .with_context(|| format!("reading {}", a.data.display()))?;
-            let mut texts = Vec::new();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line)?;
-                if let Some(ms) = v.get("messages").and_then(|m| m.as_array()) {
-                    texts.extend(ms.iter().filter_map(|m| {
-                        m.get("content").and_then(|c| c.as_str()).map(String::from)
-                    }));
+            let mut records = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
                 }
+                records.push(
+                    serde_json::from_str::<serde_json::Value>(line).with_context(|| {
+                        format!("{}:{}: not a JSON record", a.data.display(), i + 1)
+                    })?,
+                );
             }
-            let tok = Tokenizer::train_byte_level(&texts, demo::DEMO_MERGES)?;
+            let tok = demo::demo_tokenizer(&records)?;
             let m = Model::random(
                 demo::demo_model_config(tok.vocab_size()),
                 a.seed,

@@ -1,7 +1,7 @@
 //! `serl train` and `serl eval`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -68,9 +68,20 @@ pub struct EvalArgs {
     /// RNG seed of the samples.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Sequences generated together (more is faster for small models).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// Options of `serl compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run directories, each with an eval.jsonl.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
 }
 
 fn fmt_secs(s: f64) -> String {
@@ -94,15 +105,98 @@ fn eval_line(label: &str, e: &EvalResult) -> String {
     )
 }
 
+/// The embedded demo's configuration: a shipped 1M-parameter model, 50
+/// seed problems and a held-out set (see demo/README.md).
+const DEMO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../demo/serl-demo.toml");
+
+/// `base`, or `base-2`, `base-3`, ... : the first that holds no run yet.
+fn free_run_dir(base: &Path) -> PathBuf {
+    let taken = |p: &Path| p.join("metrics.jsonl").exists() || p.join("checkpoints").exists();
+    if !taken(base) {
+        return base.to_path_buf();
+    }
+    let name = base
+        .file_name()
+        .map_or_else(|| "run".to_string(), |n| n.to_string_lossy().into_owned());
+    (2..)
+        .map(|i| base.with_file_name(format!("{name}-{i}")))
+        .find(|p| !taken(p))
+        .unwrap_or_else(|| base.to_path_buf())
+}
+
+/// A text progress bar of `width` cells, `frac` of them full.
+fn bar(frac: f64, width: usize) -> String {
+    let full = ((frac.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "#".repeat(full), "-".repeat(width - full))
+}
+
+/// The before/after table printed at the end of a run.
+fn eval_table(before: Option<&EvalResult>, after: &EvalResult) -> String {
+    let k = after.k;
+    let mut t = format!(
+        "{:<8} {:>8} {:>8} {:>8}\n",
+        "",
+        "pass@1",
+        format!("avg@{k}"),
+        format!("maj@{k}")
+    );
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let row = |label: &str, e: &EvalResult| {
+        format!(
+            "{label:<8} {:>8} {:>8} {:>8}\n",
+            pct(Some(e.pass_at_1)),
+            pct(e.avg_at_k),
+            pct(e.maj_at_k)
+        )
+    };
+    if let Some(b) = before {
+        t.push_str(&row("before", b));
+    }
+    t.push_str(&row("after", after));
+    if let Some(b) = before {
+        let d = |a: Option<f64>, b: Option<f64>| {
+            a.zip(b)
+                .map_or("-".to_string(), |(a, b)| format!("{:+.1}", 100.0 * (a - b)))
+        };
+        t.push_str(&format!(
+            "{:<8} {:>8} {:>8} {:>8}\n",
+            "change",
+            d(Some(after.pass_at_1), Some(b.pass_at_1)),
+            d(after.avg_at_k, b.avg_at_k),
+            d(after.maj_at_k, b.maj_at_k)
+        ));
+    }
+    t
+}
+
 /// Runs `serl train`.
 pub fn run_train(a: TrainArgs) -> Result<()> {
     let mut trainer = match &a.resume {
         Some(dir) => Trainer::resume(dir).with_context(|| format!("resuming {}", dir.display()))?,
         None => {
-            let mut cfg = match &a.config {
-                Some(p) => Config::from_file(p)?,
-                None => Config::default(),
+            let demo = a.config.is_none() && a.model.is_none();
+            let mut cfg = match (&a.config, demo) {
+                (Some(p), _) => Config::from_file(p)?,
+                (None, true) => {
+                    let p = Path::new(DEMO_CONFIG);
+                    if !p.exists() {
+                        bail!(
+                            "no --config or --model given, and the embedded demo ({}) is not here: \
+                             run from a clone of the repository, or give --config FILE",
+                            p.display()
+                        );
+                    }
+                    eprintln!(
+                        "serl train: no --config or --model given; running the embedded demo \
+                         (demo/serl-demo.toml)"
+                    );
+                    Config::from_file(p)?
+                }
+                (None, false) => Config::default(),
             };
+            if demo {
+                cfg.out = free_run_dir(Path::new("runs/demo"));
+            }
             if let Some(m) = a.model {
                 cfg.model = m;
             }
@@ -118,8 +212,8 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             if let Some(n) = a.steps {
                 cfg.steps = n;
             }
-            if a.config.is_none() && cfg.model.as_os_str().is_empty() {
-                bail!("give --config FILE, or --model and --seeds (see `serl train --help`)");
+            if a.config.is_none() && !demo && cfg.seeds.as_os_str().is_empty() {
+                bail!("--model needs --seeds (see `serl train --help`)");
             }
             Trainer::new(cfg)?
         }
@@ -137,10 +231,12 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     let out = trainer.config().out.clone();
     let has_eval = trainer.config().eval_data.is_some();
     eprintln!("serl train: run directory {}", out.display());
+    let mut before = None;
     if has_eval && trainer.steps_done() == 0 {
         eprintln!("evaluating the initial model ...");
         let e = trainer.evaluate()?;
         eprintln!("{}", eval_line("before", &e));
+        before = Some(e);
     }
     let started = Instant::now();
     let first = trainer.steps_done();
@@ -161,8 +257,11 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
                 } else {
                     fmt_secs(eta)
                 };
+                let within = if n > 0 { d as f64 / n as f64 } else { 0.0 };
+                let frac = (step - 1) as f64 / total as f64 + within / total as f64;
                 eprint!(
-                    "\r\x1b[2Kstep {step}/{total} [{phase} {d}/{n}] elapsed {} ETA {eta}",
+                    "\r\x1b[2K{} step {step}/{total} {phase} {d}/{n} · {} elapsed · ETA {eta}",
+                    bar(frac, 24),
                     fmt_secs(elapsed)
                 );
                 let _ = std::io::stderr().flush();
@@ -174,6 +273,9 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
                     eprint!("\r\x1b[2K");
                 }
                 eprintln!("{}", step_line(&s));
+                if let Some(e) = &s.eval {
+                    eprintln!("{}", eval_line(&format!("step {}", s.step), e));
+                }
             }
             Err(TrainError::Interrupted) => {
                 eprintln!(
@@ -195,10 +297,19 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     let dir = trainer.save_checkpoint()?;
     eprintln!("final checkpoint: {}", dir.display());
     if has_eval {
-        let e = trainer.evaluate()?;
+        let last = trainer.history().last().and_then(|s| s.eval.clone());
+        let e = match last.filter(|e| e.step == trainer.steps_done()) {
+            Some(e) => e,
+            None => trainer.evaluate()?,
+        };
         eprintln!("{}", eval_line("after", &e));
+        eprint!("\n{}", eval_table(before.as_ref(), &e));
     }
-    eprintln!("plot: {}", trainer.write_plot()?.display());
+    eprintln!(
+        "plot: {} (in {})",
+        trainer.write_plot()?.display(),
+        fmt_secs(started.elapsed().as_secs_f64())
+    );
     Ok(())
 }
 
@@ -241,6 +352,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         eval_temperature: a.temperature,
         eval_max_len: a.max_new_tokens,
         eval_limit: a.limit,
+        eval_batch_size: a.batch_size,
         seed: a.seed,
         ..Config::default()
     };
@@ -258,5 +370,66 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
+/// Runs `serl compare`: a Markdown table with one row per run, its first
+/// (before) and last evaluation from eval.jsonl, and the seconds its steps
+/// took from metrics.jsonl (evaluations not included).
+pub fn run_compare(a: CompareArgs) -> Result<()> {
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
+    let pair = |b: Option<f64>, e: Option<f64>| format!("{} → {}", pct(b), pct(e));
+    let mut rows = Vec::new();
+    let mut k = 0;
+    for run in &a.runs {
+        let path = run.join("eval.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut evals = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let e: EvalResult = serde_json::from_str(line).with_context(|| {
+                format!("{}:{}: not an evaluation record", path.display(), i + 1)
+            })?;
+            evals.push(e);
+        }
+        let (Some(first), Some(last)) = (evals.first(), evals.last()) else {
+            bail!("{}: no evaluation recorded", path.display());
+        };
+        let metrics = run.join("metrics.jsonl");
+        let mut seconds = 0.0;
+        if let Ok(text) = std::fs::read_to_string(&metrics) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let s: StepStats = serde_json::from_str(line).with_context(|| {
+                    format!("{}:{}: not a step record", metrics.display(), i + 1)
+                })?;
+                let t = &s.seconds;
+                seconds +=
+                    t.instruction_generation + t.rollout + t.scoring + t.filtering + t.update;
+            }
+        }
+        k = last.k;
+        rows.push(format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            run.display(),
+            last.step,
+            pair(Some(first.pass_at_1), Some(last.pass_at_1)),
+            pair(first.avg_at_k, last.avg_at_k),
+            pair(first.maj_at_k, last.maj_at_k),
+            fmt_secs(seconds)
+        ));
+    }
+    println!("| run | steps | greedy pass@1 (%) | avg@{k} (%) | maj@{k} (%) | training time |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!("{r}");
+    }
     Ok(())
 }
