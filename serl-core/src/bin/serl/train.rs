@@ -95,6 +95,13 @@ fn fmt_secs(s: f64) -> String {
 
 fn eval_line(label: &str, e: &EvalResult) -> String {
     let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    if e.k == 0 {
+        return format!(
+            "{label}: pass@1 {:.1}%  ({} questions)",
+            100.0 * e.pass_at_1,
+            e.questions
+        );
+    }
     format!(
         "{label}: pass@1 {:.1}%  avg@{k} {}  maj@{k} {}  ({} questions)",
         100.0 * e.pass_at_1,
