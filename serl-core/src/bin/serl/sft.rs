@@ -64,19 +64,8 @@ pub fn run_sft(a: SftArgs) -> Result<()> {
             .with_context(|| format!("loading {}", p.display()))?,
         (None, Some("demo")) => {
             // A byte-level BPE learned from the corpus's message texts.
-            let text = std::fs::read_to_string(&a.data)
-                .with_context(|| format!("reading {}", a.data.display()))?;
-            let mut records = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                records.push(
-                    serde_json::from_str::<serde_json::Value>(line).with_context(|| {
-                        format!("{}:{}: not a JSON record", a.data.display(), i + 1)
-                    })?,
-                );
-            }
+            let records: Vec<serde_json::Value> =
+                super::train::read_jsonl(&a.data, "a JSON record")?;
             let tok = demo::demo_tokenizer(&records)?;
             let m = Model::random(
                 demo::demo_model_config(tok.vocab_size()),

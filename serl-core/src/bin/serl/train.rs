@@ -390,33 +390,14 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
     let mut k = 0;
     for run in &a.runs {
         let path = run.join("eval.jsonl");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let mut evals = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let e: EvalResult = serde_json::from_str(line).with_context(|| {
-                format!("{}:{}: not an evaluation record", path.display(), i + 1)
-            })?;
-            evals.push(e);
-        }
+        let evals: Vec<EvalResult> = read_jsonl(&path, "an evaluation record")?;
         let (Some(first), Some(last)) = (evals.first(), evals.last()) else {
             bail!("{}: no evaluation recorded", path.display());
         };
         let metrics = run.join("metrics.jsonl");
         let mut seconds = 0.0;
-        if let Ok(text) = std::fs::read_to_string(&metrics) {
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let s: StepStats = serde_json::from_str(line).with_context(|| {
-                    format!("{}:{}: not a step record", metrics.display(), i + 1)
-                })?;
+        if metrics.exists() {
+            for s in read_jsonl::<StepStats>(&metrics, "a step record")? {
                 let t = &s.seconds;
                 seconds +=
                     t.instruction_generation + t.rollout + t.scoring + t.filtering + t.update;
@@ -439,4 +420,19 @@ pub fn run_compare(a: CompareArgs) -> Result<()> {
         println!("{r}");
     }
     Ok(())
+}
+
+/// The non-blank lines of a JSONL file as `T`s; an error names the file and
+/// line and says what the line should have been (`what`).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not {what}", path.display(), i + 1))
+        })
+        .collect()
 }
