@@ -19,20 +19,11 @@ import sys
 import tempfile
 import time
 
+from pyenv import python_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, "bench", ".venv")
 PACKAGES = ["rouge-score==0.1.2", "math-verify==0.7.0", "sympy==1.13.1"]
-
-
-def python_env():
-    py = os.environ.get("PYTHON")
-    if py:
-        return py
-    py = os.path.join(VENV, "bin", "python")
-    if not os.path.exists(py):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([py, "-m", "pip", "install", "-q", *PACKAGES])
-    return py
 
 
 PY_SIDE = r'''
@@ -91,7 +82,7 @@ print(json.dumps(out))
 
 
 def main():
-    py = python_env()
+    py = python_env(VENV, PACKAGES)
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "workload.json")
         rust = subprocess.run(

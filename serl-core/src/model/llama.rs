@@ -27,6 +27,44 @@ struct Layer {
     down: Var,
 }
 
+impl Layer {
+    /// The layer's weights in [`parameter_shapes`] order.
+    fn vars(&self) -> Vec<&Var> {
+        let mut out = vec![&self.input_norm, &self.q];
+        out.extend(&self.q_bias);
+        out.push(&self.k);
+        out.extend(&self.k_bias);
+        out.push(&self.v);
+        out.extend(&self.v_bias);
+        out.extend([&self.o, &self.post_norm, &self.gate, &self.up, &self.down]);
+        out
+    }
+
+    /// Takes a layer's weights from `next`, in [`parameter_shapes`] order.
+    fn from_vars(
+        next: &mut impl FnMut() -> Result<Var, ModelError>,
+        bias: bool,
+    ) -> Result<Layer, ModelError> {
+        let bias_var = |next: &mut dyn FnMut() -> Result<Var, ModelError>| {
+            if bias { next().map(Some) } else { Ok(None) }
+        };
+        Ok(Layer {
+            input_norm: next()?,
+            q: next()?,
+            q_bias: bias_var(next)?,
+            k: next()?,
+            k_bias: bias_var(next)?,
+            v: next()?,
+            v_bias: bias_var(next)?,
+            o: next()?,
+            post_norm: next()?,
+            gate: next()?,
+            up: next()?,
+            down: next()?,
+        })
+    }
+}
+
 /// Which form of the shared layer arithmetic runs: the differentiable ops
 /// (training) or the fused ones (rollouts).
 #[derive(Clone, Copy)]
@@ -254,57 +292,34 @@ impl Model {
         dtype: DType,
         origin: &str,
     ) -> Result<Self, ModelError> {
-        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-        let (nq, nkv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
-        let mut take = |name: &str, shape: &[usize]| -> Result<Var, ModelError> {
-            let t = tensors.remove(name).ok_or_else(|| {
+        let mut vars = Vec::new();
+        for (name, shape) in parameter_shapes(&cfg) {
+            let t = tensors.remove(&name).ok_or_else(|| {
                 ModelError::Format(format!("{origin}: tensor {name:?} is missing"))
             })?;
-            if t.dims() != shape {
+            if t.dims() != shape.as_slice() {
                 return Err(ModelError::Format(format!(
                     "{origin}: tensor {name:?} has shape {:?}, expected {shape:?}",
                     t.dims()
                 )));
             }
-            var(t.to_device(device)?, dtype)
-        };
-        let embed = take("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            let bias = cfg.attention_bias;
-            layers.push(Layer {
-                input_norm: take(&format!("{p}.input_layernorm.weight"), &[h])?,
-                q: take(&format!("{p}.self_attn.q_proj.weight"), &[nq, h])?,
-                q_bias: if bias {
-                    Some(take(&format!("{p}.self_attn.q_proj.bias"), &[nq])?)
-                } else {
-                    None
-                },
-                k: take(&format!("{p}.self_attn.k_proj.weight"), &[nkv, h])?,
-                k_bias: if bias {
-                    Some(take(&format!("{p}.self_attn.k_proj.bias"), &[nkv])?)
-                } else {
-                    None
-                },
-                v: take(&format!("{p}.self_attn.v_proj.weight"), &[nkv, h])?,
-                v_bias: if bias {
-                    Some(take(&format!("{p}.self_attn.v_proj.bias"), &[nkv])?)
-                } else {
-                    None
-                },
-                o: take(&format!("{p}.self_attn.o_proj.weight"), &[h, nq])?,
-                post_norm: take(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
-                gate: take(&format!("{p}.mlp.gate_proj.weight"), &[i, h])?,
-                up: take(&format!("{p}.mlp.up_proj.weight"), &[i, h])?,
-                down: take(&format!("{p}.mlp.down_proj.weight"), &[h, i])?,
-            });
+            vars.push(var(t.to_device(device)?, dtype)?);
         }
-        let norm = take("model.norm.weight", &[h])?;
+        let mut vars = vars.into_iter();
+        // parameter_shapes lists exactly the weights taken here, in this order.
+        let mut next = || {
+            vars.next()
+                .ok_or_else(|| ModelError::Format(format!("{origin}: too few tensors")))
+        };
+        let embed = next()?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|_| Layer::from_vars(&mut next, cfg.attention_bias))
+            .collect::<Result<Vec<_>, _>>()?;
+        let norm = next()?;
         let lm_head = if cfg.tie_word_embeddings {
             None
         } else {
-            Some(take("lm_head.weight", &[cfg.vocab_size, h])?)
+            Some(next()?)
         };
         let (cos, sin) = rope_tables(&cfg, device)?;
         Ok(Model {
@@ -361,36 +376,17 @@ impl Model {
 
     /// Every trainable parameter with its Hugging Face name, in checkpoint order.
     pub fn named_parameters(&self) -> Vec<(String, &Var)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed)];
-        for (l, layer) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{l}");
-            out.push((format!("{p}.input_layernorm.weight"), &layer.input_norm));
-            out.push((format!("{p}.self_attn.q_proj.weight"), &layer.q));
-            if let Some(b) = &layer.q_bias {
-                out.push((format!("{p}.self_attn.q_proj.bias"), b));
-            }
-            out.push((format!("{p}.self_attn.k_proj.weight"), &layer.k));
-            if let Some(b) = &layer.k_bias {
-                out.push((format!("{p}.self_attn.k_proj.bias"), b));
-            }
-            out.push((format!("{p}.self_attn.v_proj.weight"), &layer.v));
-            if let Some(b) = &layer.v_bias {
-                out.push((format!("{p}.self_attn.v_proj.bias"), b));
-            }
-            out.push((format!("{p}.self_attn.o_proj.weight"), &layer.o));
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                &layer.post_norm,
-            ));
-            out.push((format!("{p}.mlp.gate_proj.weight"), &layer.gate));
-            out.push((format!("{p}.mlp.up_proj.weight"), &layer.up));
-            out.push((format!("{p}.mlp.down_proj.weight"), &layer.down));
+        let mut vars = vec![&self.embed];
+        for layer in &self.layers {
+            vars.extend(layer.vars());
         }
-        out.push(("model.norm.weight".to_string(), &self.norm));
-        if let Some(h) = &self.lm_head {
-            out.push(("lm_head.weight".to_string(), h));
-        }
-        out
+        vars.push(&self.norm);
+        vars.extend(&self.lm_head);
+        parameter_shapes(&self.cfg)
+            .into_iter()
+            .map(|(name, _)| name)
+            .zip(vars)
+            .collect()
     }
 
     /// A deep copy with independent weights (e.g. the frozen reference model).
@@ -697,7 +693,8 @@ impl Model {
     }
 }
 
-/// Hugging Face names and shapes of every parameter of a configuration.
+/// Hugging Face names and shapes of every parameter of a configuration, in
+/// checkpoint order (the one place that names them).
 pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
     let (nq, nkv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
@@ -708,13 +705,11 @@ pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     for l in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{l}");
         out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        out.push((format!("{p}.self_attn.q_proj.weight"), vec![nq, h]));
-        out.push((format!("{p}.self_attn.k_proj.weight"), vec![nkv, h]));
-        out.push((format!("{p}.self_attn.v_proj.weight"), vec![nkv, h]));
-        if cfg.attention_bias {
-            out.push((format!("{p}.self_attn.q_proj.bias"), vec![nq]));
-            out.push((format!("{p}.self_attn.k_proj.bias"), vec![nkv]));
-            out.push((format!("{p}.self_attn.v_proj.bias"), vec![nkv]));
+        for (proj, rows) in [("q", nq), ("k", nkv), ("v", nkv)] {
+            out.push((format!("{p}.self_attn.{proj}_proj.weight"), vec![rows, h]));
+            if cfg.attention_bias {
+                out.push((format!("{p}.self_attn.{proj}_proj.bias"), vec![rows]));
+            }
         }
         out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, nq]));
         out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));

@@ -213,22 +213,14 @@ pub fn demo_tokenizer(
 /// `vocab_size`-token byte-level BPE vocabulary.
 pub fn demo_model_config(vocab_size: usize) -> crate::model::ModelConfig {
     crate::model::ModelConfig {
-        family: crate::model::Family::Llama,
         vocab_size,
         hidden_size: 128,
         intermediate_size: 384,
         num_hidden_layers: 4,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
         head_dim: 32,
         rms_norm_eps: 1e-5,
-        rope_theta: 10_000.0,
-        rope_scaling: None,
-        max_position_embeddings: 1024,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        bos_token_id: Some(1),
-        eos_token_ids: vec![2],
+        // Heads, RoPE, tied embeddings and special ids as the tiny test model.
+        ..crate::model::tiny_llama_config()
     }
 }
 

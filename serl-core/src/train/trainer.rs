@@ -156,13 +156,18 @@ impl Trainer {
     /// Loads the model, seeds and evaluation set and creates the run
     /// directory (writing `config.json` there).
     pub fn new(cfg: Config) -> Result<Trainer, TrainError> {
+        Trainer::load(cfg, true)
+    }
+
+    /// Loads `cfg.model` on the configured device and builds the trainer.
+    fn load(cfg: Config, fresh: bool) -> Result<Trainer, TrainError> {
         cfg.validate()?;
         let opts = LoadOptions {
             device: model::device_from_name(&cfg.device)?,
             dtype: model::dtype_from_name(&cfg.dtype)?,
         };
         let (model, tokenizer) = model::load_model(&cfg.model, &opts)?;
-        Trainer::with_model(cfg, model, tokenizer)
+        Trainer::build(cfg, model, tokenizer, fresh)
     }
 
     /// Like [`Trainer::new`] with an already loaded policy.
@@ -887,13 +892,7 @@ impl Trainer {
 
     /// Continues with `cfg` from checkpoint directory `ck`.
     pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
-        cfg.validate()?;
-        let opts = LoadOptions {
-            device: model::device_from_name(&cfg.device)?,
-            dtype: model::dtype_from_name(&cfg.dtype)?,
-        };
-        let (policy, tokenizer) = model::load_model(&cfg.model, &opts)?;
-        let mut t = Trainer::build(cfg, policy, tokenizer, false)?;
+        let mut t = Trainer::load(cfg, false)?;
         let opts = LoadOptions {
             device: t.model.device().clone(),
             dtype: t.model.dtype(),
