@@ -466,6 +466,8 @@ fn train_resume_and_eval_through_the_command_line() {
             "2",
             "--max-new-tokens",
             "3",
+            "--answers",
+            dir.join("answers.jsonl").to_str().unwrap(),
         ],
         "",
     );
@@ -477,6 +479,34 @@ fn train_resume_and_eval_through_the_command_line() {
     let r = &lines(&out)[0];
     assert_eq!(r["questions"], 2);
     assert!(r["maj_at_k"].is_number());
+    // Every question's answers, in order, agree with the summary.
+    let answers: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("answers.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seeds = std::fs::read_to_string(dir.join("seeds.jsonl")).unwrap();
+    assert_eq!(answers.len(), 2);
+    for (a, seed) in answers.iter().zip(seeds.lines()) {
+        let seed: serde_json::Value = serde_json::from_str(seed).unwrap();
+        assert_eq!(a["problem"], seed["problem"]);
+        assert_eq!(a["samples"].as_array().unwrap().len(), 2);
+    }
+    let share =
+        |f: &dyn Fn(&serde_json::Value) -> f64, per: f64| answers.iter().map(f).sum::<f64>() / per;
+    let flag = |k: &'static str| move |a: &serde_json::Value| a[k].as_bool().unwrap() as u8 as f64;
+    assert_eq!(
+        share(&flag("greedy_correct"), 2.0),
+        r["pass_at_1"].as_f64().unwrap()
+    );
+    assert_eq!(
+        share(&flag("majority_correct"), 2.0),
+        r["maj_at_k"].as_f64().unwrap()
+    );
+    assert_eq!(
+        share(&|a| a["samples_correct"].as_f64().unwrap(), 4.0),
+        r["avg_at_k"].as_f64().unwrap()
+    );
     // A bad value names the field; no model at all says what to give.
     std::fs::write(&cfg, "steps = 1\nreward_difficulty_bounds = [0.9, 0.1]\n").unwrap();
     let out = serl(

@@ -107,6 +107,27 @@ pub struct EvalResult {
     pub k: usize,
 }
 
+/// One question of an evaluation: what the model answered and whether it was right.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QuestionEval {
+    /// The question.
+    pub problem: String,
+    /// Its label.
+    pub label: String,
+    /// The greedy answer (extracted and normalised, as voting sees it).
+    pub greedy: String,
+    /// Whether the greedy answer is right.
+    pub greedy_correct: bool,
+    /// The k samples' answers (empty when k = 0).
+    pub samples: Vec<String>,
+    /// How many of the k samples are right.
+    pub samples_correct: usize,
+    /// The samples' majority answer (empty when k = 0 or no sample has one).
+    pub majority: String,
+    /// Whether the majority answer is right.
+    pub majority_correct: bool,
+}
+
 /// Progress reports while a step runs: (phase, done, total).
 pub type ProgressFn = Box<dyn FnMut(&str, usize, usize) + Send>;
 
@@ -928,13 +949,7 @@ impl Trainer {
             .iter()
             .filter_map(|h| serde_json::to_value(h).ok())
             .collect();
-        let mp = t.cfg.out.join("metrics.jsonl");
-        let mut text = String::new();
-        for l in &lines {
-            text.push_str(&l.to_string());
-            text.push('\n');
-        }
-        crate::model::write_atomic(&mp, text.as_bytes())?;
+        super::sft::write_jsonl(&t.cfg.out.join("metrics.jsonl"), &lines)?;
         Ok(t)
     }
 }
@@ -947,6 +962,18 @@ pub fn evaluate_model(
     cfg: &Config,
     step: usize,
 ) -> Result<EvalResult, TrainError> {
+    Ok(evaluate_model_answers(model, tok, examples, cfg, step)?.0)
+}
+
+/// [`evaluate_model`] with every question's answers (e.g. to see whether
+/// wrong samples agree with each other).
+pub fn evaluate_model_answers(
+    model: &Model,
+    tok: &Tokenizer,
+    examples: &[Example],
+    cfg: &Config,
+    step: usize,
+) -> Result<(EvalResult, Vec<QuestionEval>), TrainError> {
     let n = if cfg.eval_limit > 0 {
         cfg.eval_limit.min(examples.len())
     } else {
@@ -972,7 +999,7 @@ pub fn evaluate_model(
         ..Default::default()
     };
     if n == 0 {
-        return Ok(result);
+        return Ok((result, Vec::new()));
     }
     let greedy = SamplingParams {
         temperature: 0.0,
@@ -980,11 +1007,21 @@ pub fn evaluate_model(
         ..Default::default()
     };
     let gens = generate_chunked(model, tok, &prompts, &greedy, cfg.eval_batch_size)?;
-    let correct = gens
+    let mut questions: Vec<QuestionEval> = gens
         .iter()
         .zip(examples)
-        .filter(|(g, e)| is_correct(&g.text, e.answer.as_deref().unwrap_or_default()))
-        .count();
+        .map(|(g, e)| {
+            let label = e.answer.clone().unwrap_or_default();
+            QuestionEval {
+                problem: e.problem.clone(),
+                greedy: eval::strip_string(&eval::extract_answer(&g.text)),
+                greedy_correct: is_correct(&g.text, &label),
+                label,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let correct = questions.iter().filter(|q| q.greedy_correct).count();
     result.pass_at_1 = correct as f64 / n as f64;
     if cfg.eval_k > 0 {
         let sampled = SamplingParams {
@@ -995,20 +1032,20 @@ pub fn evaluate_model(
             ..Default::default()
         };
         let gens = generate_chunked(model, tok, &prompts, &sampled, cfg.eval_batch_size)?;
-        let (mut sample_hits, mut maj_hits) = (0usize, 0usize);
-        for (group, e) in gens.chunks(cfg.eval_k).zip(examples) {
-            let label = e.answer.as_deref().unwrap_or_default();
+        for (group, q) in gens.chunks(cfg.eval_k).zip(&mut questions) {
             let texts: Vec<&str> = group.iter().map(|g| g.text.as_str()).collect();
-            sample_hits += texts.iter().filter(|t| is_correct(t, label)).count();
+            q.samples_correct = texts.iter().filter(|t| is_correct(t, &q.label)).count();
             let v = eval::vote(&texts, eval::VoteMode::Equiv);
-            if !v.majority.is_empty() && is_correct(&v.majority, label) {
-                maj_hits += 1;
-            }
+            q.majority_correct = !v.majority.is_empty() && is_correct(&v.majority, &q.label);
+            q.samples = v.answers;
+            q.majority = v.majority;
         }
+        let sample_hits: usize = questions.iter().map(|q| q.samples_correct).sum();
+        let maj_hits = questions.iter().filter(|q| q.majority_correct).count();
         result.avg_at_k = Some(sample_hits as f64 / (n * cfg.eval_k) as f64);
         result.maj_at_k = Some(maj_hits as f64 / n as f64);
     }
-    Ok(result)
+    Ok((result, questions))
 }
 
 /// `params.n` generations per prompt, in prompt order, about `rows`

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serl_core::model::{self, LoadOptions};
 use serl_core::train::{
-    Config, EvalResult, StepStats, TrainError, Trainer, evaluate_model, read_examples,
+    Config, EvalResult, StepStats, TrainError, Trainer, evaluate_model_answers, read_examples,
+    write_jsonl,
 };
 
 /// Options of `serl train`.
@@ -74,6 +75,9 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also write every question's answers here (JSONL: greedy, samples, majority, each right or not).
+    #[arg(long)]
+    answers: Option<PathBuf>,
 }
 
 /// Options of `serl compare`.
@@ -370,12 +374,19 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.input_template = t;
     }
     let t0 = Instant::now();
-    let r = evaluate_model(&m, &tok, &data, &cfg, 0)?;
+    let (r, questions) = evaluate_model_answers(&m, &tok, &data, &cfg, 0)?;
     eprintln!(
         "{} in {:.1} s",
         eval_line("eval", &r),
         t0.elapsed().as_secs_f64()
     );
+    if let Some(path) = &a.answers {
+        let lines = questions
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        write_jsonl(path, &lines).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
