@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped demo model with the recipe of demo/README.md and
 # checks that every file equals the shipped one, byte for byte.
-# Takes about an hour and a half on 2 cores. Usage: demo/rebuild.sh [WORK_DIR]
+# Takes about 1 h 45 min on 2 cores. Usage: demo/rebuild.sh [WORK_DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-$root/runs/demo-rebuild}"
