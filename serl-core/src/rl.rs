@@ -23,6 +23,11 @@ pub enum Estimator {
     GroupNorm,
     /// Dr. GRPO: reward minus the group mean, no normalisation.
     DrGrpo,
+    /// RAFT (reward-ranked fine-tuning, Dong et al. 2023): the reward itself,
+    /// no baseline and no normalisation. With SeRL's 0/1 rewards only the
+    /// rewarded answers are trained on, as supervised targets; nothing is
+    /// pushed down. Not in OpenRLHF.
+    Raft,
 }
 
 /// KL(policy ‖ reference) estimators, per token.
@@ -114,7 +119,7 @@ pub fn kl(
 
 /// The estimator's reward shaping over groups of `n` consecutive sequences.
 pub fn shape_rewards(rewards: &[f64], estimator: Estimator, n: usize) -> Result<Vec<f64>, RlError> {
-    if matches!(estimator, Estimator::Reinforce) {
+    if matches!(estimator, Estimator::Reinforce | Estimator::Raft) {
         return Ok(rewards.to_vec());
     }
     if n == 0 || !rewards.len().is_multiple_of(n) {
@@ -144,7 +149,7 @@ pub fn shape_rewards(rewards: &[f64], estimator: Estimator, n: usize) -> Result<
                 let std = var.sqrt();
                 out.extend(group.iter().map(|r| (r - mean) / (std + 1e-9)));
             }
-            Estimator::Reinforce => unreachable!("handled above"),
+            Estimator::Reinforce | Estimator::Raft => unreachable!("handled above"),
         }
     }
     Ok(out)

@@ -106,3 +106,51 @@ fn bad_shapes_and_groups_are_errors() {
         "{err}"
     );
 }
+
+/// RAFT (not in the reference vectors): every token of a sequence gets its
+/// reward, with KL shaping, and nothing is centred or normalised, so wrong
+/// answers (reward 0) get no gradient at all.
+#[test]
+fn raft_advantages_are_the_rewards_themselves() {
+    let config = RlConfig {
+        estimator: Estimator::Raft,
+        kl_estimator: KlEstimator::K1,
+        kl_coef: 0.0,
+        clip_eps: 0.2,
+        n_samples_per_prompt: 2,
+        gamma: 1.0,
+        reward_clip: (-10.0, 10.0),
+    };
+    let m = vec![vec![1.0, 1.0, 0.0], vec![1.0, 1.0, 1.0]];
+    let z = vec![vec![0.0; 3]; 2];
+    let out = rl::compute(&config, &m, &[1.0, 0.0], &z, &z, &z, &z).unwrap();
+    assert_eq!(out.shaped_rewards, vec![1.0, 0.0]);
+    assert_eq!(out.advantages, vec![vec![1.0, 1.0, 0.0], vec![0.0; 3]]);
+    // Ratio 1: the loss is minus the mean advantage over the 5 response tokens.
+    assert!((out.policy_loss_token_mean + 2.0 / 5.0).abs() < 1e-12);
+    // A KL penalty still shapes the returns token by token.
+    let lp = vec![vec![0.5, 0.5, 0.0], vec![0.0; 3]];
+    let out = rl::compute(
+        &RlConfig {
+            kl_coef: 0.1,
+            ..config
+        },
+        &m,
+        &[1.0, 0.0],
+        &lp,
+        &z,
+        &z,
+        &z,
+    )
+    .unwrap();
+    assert!(
+        (out.advantages[0][0] - 0.9).abs() < 1e-12,
+        "{:?}",
+        out.advantages
+    );
+    assert!(
+        (out.advantages[0][1] - 0.95).abs() < 1e-12,
+        "{:?}",
+        out.advantages
+    );
+}

@@ -382,6 +382,7 @@ fn every_estimator_and_kl_placement_runs_a_step() {
         Estimator::ReinforceBaseline,
         Estimator::GroupNorm,
         Estimator::DrGrpo,
+        Estimator::Raft,
     ]
     .into_iter()
     .enumerate()
@@ -406,5 +407,48 @@ fn every_estimator_and_kl_placement_runs_a_step() {
             assert!(s.kl.abs() > 0.0, "{est:?} {use_kl_loss}: kl {}", s.kl);
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_update_reproduces_the_samplers_log_probs_and_reports_clipping() {
+    let (dir, cfg) = setup("drift");
+    // One epoch: the loss must see exactly the sampler's log-probs (ratio 1),
+    // so a misaligned position or prompt shows up as drift here.
+    let mut t = Trainer::new(Config {
+        eval_data: None,
+        out: dir.join("one-epoch"),
+        train_batch_size: 12,
+        micro_train_batch_size: 4,
+        ..cfg.clone()
+    })
+    .unwrap();
+    let s = t.step().unwrap();
+    assert_eq!(s.optimizer_steps, 1);
+    assert!(s.log_ratio_abs_mean < 1e-4, "{s:?}");
+    assert_eq!(s.clip_fraction, 0.0, "{s:?}");
+    // Every group scored by majority vote is logged with its majority
+    // answer, the pseudo-label it was trained on.
+    let log = std::fs::read_to_string(dir.join("one-epoch/instructions.jsonl")).unwrap();
+    let kept: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["status"] == "kept")
+        .collect();
+    assert_eq!(kept.len(), s.kept, "{log}");
+    assert!(kept.iter().all(|v| v["majority"].is_string()), "{log}");
+    // Later epochs train on a moved policy: the ratio leaves 1 and, at this
+    // learning rate, some tokens are clipped.
+    let mut t = Trainer::new(Config {
+        eval_data: None,
+        out: dir.join("four-epochs"),
+        max_epochs: 4,
+        train_batch_size: 3,
+        ..cfg
+    })
+    .unwrap();
+    let s = t.step().unwrap();
+    assert!(s.log_ratio_abs_mean > 1e-3, "{s:?}");
+    assert!(s.clip_fraction > 0.0, "{s:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -80,6 +80,14 @@ pub struct StepStats {
     pub grad_norm: f64,
     /// Optimizer steps taken this step.
     pub optimizer_steps: usize,
+    /// Mean |log π_θ − log π_old| over the response tokens the loss saw:
+    /// about 0 in the first epoch, where the training path must reproduce
+    /// the sampler's log-probs; larger values mean the two disagree.
+    #[serde(default)]
+    pub log_ratio_abs_mean: f64,
+    /// Share of those tokens whose ratio fell outside 1 ± eps_clip.
+    #[serde(default)]
+    pub clip_fraction: f64,
     /// Mean response length in tokens (trained sequences).
     pub response_len_mean: f64,
     /// Generated tokens per second over instruction generation and rollouts.
@@ -150,6 +158,8 @@ struct Group {
     samples: Vec<Generation>,
     rewards: Vec<f64>,
     agreement: f64,
+    /// The majority answer (majority-vote reward only): the pseudo-label.
+    majority: Option<String>,
 }
 
 /// The SeRL trainer: a policy, its frozen reference, the optimizer and the
@@ -545,6 +555,7 @@ impl Trainer {
                     samples,
                     rewards,
                     agreement,
+                    majority,
                 });
             }
             stats.seconds.scoring += t.elapsed().as_secs_f64();
@@ -557,11 +568,11 @@ impl Trainer {
                         kept.push(g);
                     } else {
                         stats.expired += 1;
-                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement}));
+                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement, "majority": g.majority}));
                     }
                 } else {
                     stats.difficulty_filtered += 1;
-                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement}));
+                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement, "majority": g.majority}));
                 }
             }
             stats.seconds.filtering += t.elapsed().as_secs_f64();
@@ -587,7 +598,7 @@ impl Trainer {
                 self.pool.push(g.example.problem.clone());
             }
             log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "kept",
-                "agreement": g.agreement, "generated": g.generated}));
+                "agreement": g.agreement, "majority": g.majority, "generated": g.generated}));
         }
         self.step += 1;
         if cfg.eval_steps > 0
@@ -694,6 +705,7 @@ impl Trainer {
         let planned = cfg.planned_optimizer_steps();
         let dev = self.model.device().clone();
         let mut losses = Vec::new();
+        let (mut drift, mut clipped, mut seen) = (0.0, 0.0, 0.0);
         for _epoch in 0..cfg.max_epochs {
             let mut order: Vec<usize> = (0..b).collect();
             self.rng.shuffle(&mut order);
@@ -744,6 +756,15 @@ impl Trainer {
                         .to_dtype(DType::F32)?;
                     let log_ratio = ((&lp - &o)? * &m)?;
                     let ratio = log_ratio.exp()?;
+                    drift += log_ratio.abs()?.sum_all()?.to_scalar::<f32>()? as f64;
+                    clipped += ((&ratio - 1.0)?
+                        .abs()?
+                        .gt(cfg.eps_clip)?
+                        .to_dtype(DType::F32)?
+                        * &m)?
+                        .sum_all()?
+                        .to_scalar::<f32>()? as f64;
+                    seen += m.sum_all()?.to_scalar::<f32>()? as f64;
                     let surr1 = (&ratio * &a)?;
                     let surr2 = (ratio.clamp(1.0 - cfg.eps_clip, 1.0 + cfg.eps_clip)? * &a)?;
                     let mut loss = ((surr1.minimum(&surr2)?.neg()? * &m)?.sum_all()? / tokens)?;
@@ -790,6 +811,8 @@ impl Trainer {
             }
         }
         stats.loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        stats.log_ratio_abs_mean = drift / seen.max(1.0);
+        stats.clip_fraction = clipped / seen.max(1.0);
         Ok(())
     }
 
