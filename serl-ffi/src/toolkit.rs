@@ -332,7 +332,7 @@ pub unsafe extern "C" fn serl_difficulty_keep(
 
 /// SeRL's RL arithmetic for hosts that run their own model: `request_json`
 /// is a JSON object with `estimator` ("reinforce", "rloo",
-/// "reinforce_baseline", "group_norm", "dr_grpo"), `kl_estimator` ("k1",
+/// "reinforce_baseline", "group_norm", "dr_grpo", "raft"), `kl_estimator` ("k1",
 /// "k2", "k3"), `kl_coef`, `n_samples_per_prompt`, `action_mask` (B×T),
 /// `rewards` (B), `log_probs` and `ref_log_probs` (B×T), and optionally
 /// `clip_eps` (0.2), `gamma` (1), `reward_clip` ([-10, 10]),
