@@ -452,3 +452,59 @@ fn the_update_reproduces_the_samplers_log_probs_and_reports_clipping() {
     assert!(s.clip_fraction > 0.0, "{s:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_labeler_measures_the_pseudo_labels_of_unlabelled_problems() {
+    let (dir, cfg) = setup("labeler");
+    let mut seeds = String::new();
+    for i in 0..6 {
+        seeds.push_str(&format!("{{\"problem\": \"What is {i} plus 1?\"}}\n"));
+    }
+    std::fs::write(dir.join("seeds.jsonl"), seeds).unwrap();
+    let run = |name: &str, labeler: Option<serl_core::train::LabelFn>| {
+        let out = dir.join(name);
+        let mut t = Trainer::new(Config {
+            eval_data: None,
+            out: out.clone(),
+            ..cfg.clone()
+        })
+        .unwrap();
+        if let Some(f) = labeler {
+            t.set_labeler(f);
+        }
+        let s = t.step().unwrap();
+        let log: Vec<serde_json::Value> = std::fs::read_to_string(out.join("instructions.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &serde_json::Value| v["status"] == "kept")
+            .collect();
+        (s, log)
+    };
+    let (s, log) = run("none", None);
+    assert_eq!((s.label_accuracy, s.kept_label_accuracy), (None, None));
+    assert!(log.iter().all(|v| v["majority_correct"].is_null()));
+    // Labels for "What is 0 plus 1?" .. "What is 5 plus 1?"; the random
+    // model's majority answers are whatever they are, and the metric must
+    // be the share of kept lines marked correct.
+    let (s, log) = run(
+        "labelled",
+        Some(Box::new(|q: &str| {
+            let i: u32 = q.split(' ').nth(2)?.parse().ok()?;
+            Some((i + 1).to_string())
+        })),
+    );
+    assert!(!log.is_empty());
+    let right = log
+        .iter()
+        .map(|v| v["majority_correct"].as_bool().expect("marked"))
+        .filter(|&ok| ok)
+        .count();
+    assert_eq!(
+        s.kept_label_accuracy,
+        Some(right as f64 / log.len() as f64),
+        "{log:?}"
+    );
+    assert!(s.label_accuracy.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,6 +45,10 @@ pub struct Config {
     pub self_instruct: bool,
     /// Reward source.
     pub reward: RewardSource,
+    /// Label the model's own problems with the demo task family's arithmetic
+    /// (`train::demo::answer_of`) so that `label_accuracy` and
+    /// `kept_label_accuracy` cover them; a metric only, never the reward.
+    pub demo_labels: bool,
     /// Majority-vote answer matching: `string` or `equiv`.
     pub vote_mode: VoteMode,
     /// Few-shot questions per generation prompt.
@@ -148,6 +152,7 @@ impl Default for Config {
             steps: 10,
             self_instruct: true,
             reward: RewardSource::MajorityVote,
+            demo_labels: false,
             vote_mode: VoteMode::Equiv,
             few_shot_generation: 8,
             few_shot_generation_batch_size: 4,

@@ -14,7 +14,7 @@ pub use data::{Example, is_correct, read_examples};
 pub use optim::{AdamW, clip_grad_norm, cosine_lr};
 pub use sft::{SftConfig, SftProgress, SftSummary, sft, write_jsonl};
 pub use trainer::{
-    EvalResult, PhaseSeconds, ProgressFn, QuestionEval, RewardFn, StepStats, Trainer,
+    EvalResult, LabelFn, PhaseSeconds, ProgressFn, QuestionEval, RewardFn, StepStats, Trainer,
     evaluate_model, evaluate_model_answers,
 };
 

@@ -118,11 +118,18 @@ pub fn metrics_svg(history: &[StepStats], evals: &[EvalResult]) -> String {
         0.0,
         0.0,
         "mean reward (trained groups)",
-        &[Series {
-            label: "reward",
-            color: "#1f77b4",
-            points: pts(&|s| Some(s.reward_mean)),
-        }],
+        &[
+            Series {
+                label: "reward",
+                color: "#1f77b4",
+                points: pts(&|s| Some(s.reward_mean)),
+            },
+            Series {
+                label: "label acc.",
+                color: "#9467bd",
+                points: pts(&|s| s.kept_label_accuracy),
+            },
+        ],
         max_step,
     );
     panel(
@@ -206,6 +213,7 @@ mod tests {
                 agreement_mean: 0.5,
                 kept: 2,
                 difficulty_filtered: 2,
+                kept_label_accuracy: Some(0.5),
                 ..Default::default()
             })
             .collect();
@@ -229,8 +237,10 @@ mod tests {
         ];
         let svg = metrics_svg(&history, &evals);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // reward, agreement, kept ratio, and the three evaluation series.
-        assert_eq!(svg.matches("<polyline").count(), 6);
+        // reward and the kept groups' label accuracy, agreement (no label
+        // accuracy of all groups: none recorded), kept ratio, and the three
+        // evaluation series.
+        assert_eq!(svg.matches("<polyline").count(), 7);
         assert!(svg.contains("evaluation accuracy"));
     }
 }

@@ -27,6 +27,11 @@ use super::optim::{AdamW, clip_grad_norm, cosine_lr};
 /// question with its label) → reward.
 pub type RewardFn = Box<dyn Fn(&str, &Example) -> f64 + Send>;
 
+/// The true answer of a question without one (a self-made problem), when
+/// the host can tell; used only to measure how often majority votes are
+/// right (`label_accuracy`, `kept_label_accuracy`), never as reward.
+pub type LabelFn = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 /// Seconds spent in each phase of a step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PhaseSeconds {
@@ -70,6 +75,10 @@ pub struct StepStats {
     /// Share of scored groups with a label whose majority answer is correct
     /// (shows majority-vote reward drifting into consensus on wrong answers).
     pub label_accuracy: Option<f64>,
+    /// The same over the kept groups only: how often the pseudo-labels
+    /// trained on are right.
+    #[serde(default)]
+    pub kept_label_accuracy: Option<f64>,
     /// Mean KL(policy ‖ reference) estimate per response token.
     pub kl: f64,
     /// Mean policy loss over the optimizer steps.
@@ -160,6 +169,8 @@ struct Group {
     agreement: f64,
     /// The majority answer (majority-vote reward only): the pseudo-label.
     majority: Option<String>,
+    /// Whether it is right, when the question's answer is known.
+    majority_correct: Option<bool>,
 }
 
 /// The SeRL trainer: a policy, its frozen reference, the optimizer and the
@@ -179,6 +190,7 @@ pub struct Trainer {
     order: Vec<usize>,
     history: Vec<StepStats>,
     reward_fn: Option<RewardFn>,
+    labeler: Option<LabelFn>,
     progress: Option<ProgressFn>,
     stop: Arc<AtomicBool>,
 }
@@ -257,6 +269,9 @@ impl Trainer {
         let text =
             serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Config(e.to_string()))?;
         crate::model::write_atomic(&cfg.out.join("config.json"), text.as_bytes())?;
+        let labeler = cfg
+            .demo_labels
+            .then(|| -> LabelFn { Box::new(|q| super::demo::answer_of(q).map(|a| a.to_string())) });
         Ok(Trainer {
             rng: Rng::new(cfg.seed),
             cfg,
@@ -272,6 +287,7 @@ impl Trainer {
             order: Vec::new(),
             history: Vec::new(),
             reward_fn: None,
+            labeler,
             progress: None,
             stop: Arc::new(AtomicBool::new(false)),
         })
@@ -280,6 +296,12 @@ impl Trainer {
     /// Replaces the configured reward by `f` (e.g. a task-specific checker).
     pub fn set_reward_fn(&mut self, f: RewardFn) {
         self.reward_fn = Some(f);
+    }
+
+    /// Labels self-made problems for the label-accuracy metrics (replaces
+    /// the demo labeller that `demo_labels` installs).
+    pub fn set_labeler(&mut self, f: LabelFn) {
+        self.labeler = Some(f);
     }
 
     /// Receives (phase, done, total) while steps run.
@@ -540,11 +562,17 @@ impl Trainer {
                         )
                     }
                 };
-                if let (Some(label), Some(maj)) = (example.answer.as_deref(), majority.as_deref()) {
+                let label = example
+                    .answer
+                    .clone()
+                    .or_else(|| self.labeler.as_ref().and_then(|f| f(&example.problem)));
+                let majority_correct = match (label.as_deref(), majority.as_deref()) {
+                    (Some(label), Some(maj)) => Some(!maj.is_empty() && is_correct(maj, label)),
+                    _ => None,
+                };
+                if let Some(ok) = majority_correct {
                     labelled.0 += 1;
-                    if !maj.is_empty() && is_correct(maj, label) {
-                        labelled.1 += 1;
-                    }
+                    labelled.1 += usize::from(ok);
                 }
                 let agreement = rewards.iter().sum::<f64>() / rewards.len().max(1) as f64;
                 agreements.push(agreement);
@@ -556,6 +584,7 @@ impl Trainer {
                     rewards,
                     agreement,
                     majority,
+                    majority_correct,
                 });
             }
             stats.seconds.scoring += t.elapsed().as_secs_f64();
@@ -568,11 +597,11 @@ impl Trainer {
                         kept.push(g);
                     } else {
                         stats.expired += 1;
-                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement, "majority": g.majority}));
+                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct}));
                     }
                 } else {
                     stats.difficulty_filtered += 1;
-                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement, "majority": g.majority}));
+                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct}));
                 }
             }
             stats.seconds.filtering += t.elapsed().as_secs_f64();
@@ -584,6 +613,10 @@ impl Trainer {
         }
         stats.agreement_mean = agreements.iter().sum::<f64>() / agreements.len().max(1) as f64;
         stats.label_accuracy = (labelled.0 > 0).then(|| labelled.1 as f64 / labelled.0 as f64);
+        let kept_labels: Vec<bool> = kept.iter().filter_map(|g| g.majority_correct).collect();
+        stats.kept_label_accuracy = (!kept_labels.is_empty()).then(|| {
+            kept_labels.iter().filter(|&&ok| ok).count() as f64 / kept_labels.len() as f64
+        });
         stats.tokens_per_s = gen_tokens as f64 / gen_secs.max(1e-9);
         // 7: update.
         let t = Instant::now();
@@ -598,7 +631,8 @@ impl Trainer {
                 self.pool.push(g.example.problem.clone());
             }
             log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "kept",
-                "agreement": g.agreement, "majority": g.majority, "generated": g.generated}));
+                "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct,
+                "generated": g.generated}));
         }
         self.step += 1;
         if cfg.eval_steps > 0
