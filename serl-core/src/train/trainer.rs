@@ -173,6 +173,15 @@ struct Group {
     majority_correct: Option<bool>,
 }
 
+impl Group {
+    /// The group's line in `instructions.jsonl`.
+    fn log_line(&self, step: usize, status: &str) -> serde_json::Value {
+        serde_json::json!({"step": step, "instruction": self.example.problem, "status": status,
+            "agreement": self.agreement, "majority": self.majority,
+            "majority_correct": self.majority_correct})
+    }
+}
+
 /// The SeRL trainer: a policy, its frozen reference, the optimizer and the
 /// self-instruction state.
 pub struct Trainer {
@@ -597,11 +606,11 @@ impl Trainer {
                         kept.push(g);
                     } else {
                         stats.expired += 1;
-                        log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "expired", "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct}));
+                        log.push(g.log_line(stats.step, "expired"));
                     }
                 } else {
                     stats.difficulty_filtered += 1;
-                    log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "difficulty_filtered", "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct}));
+                    log.push(g.log_line(stats.step, "difficulty_filtered"));
                 }
             }
             stats.seconds.filtering += t.elapsed().as_secs_f64();
@@ -630,9 +639,9 @@ impl Trainer {
             if g.generated {
                 self.pool.push(g.example.problem.clone());
             }
-            log.push(serde_json::json!({"step": stats.step, "instruction": g.example.problem, "status": "kept",
-                "agreement": g.agreement, "majority": g.majority, "majority_correct": g.majority_correct,
-                "generated": g.generated}));
+            let mut line = g.log_line(stats.step, "kept");
+            line["generated"] = g.generated.into();
+            log.push(line);
         }
         self.step += 1;
         if cfg.eval_steps > 0
