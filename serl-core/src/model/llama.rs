@@ -382,11 +382,11 @@ impl Model {
         }
         vars.push(&self.norm);
         vars.extend(&self.lm_head);
-        parameter_shapes(&self.cfg)
-            .into_iter()
-            .map(|(name, _)| name)
-            .zip(vars)
-            .collect()
+        let names = parameter_shapes(&self.cfg);
+        // parameter_shapes and Layer::vars list the same weights in the same
+        // order; a count mismatch means one of them was changed alone.
+        debug_assert_eq!(names.len(), vars.len(), "parameter list out of step");
+        names.into_iter().map(|(name, _)| name).zip(vars).collect()
     }
 
     /// A deep copy with independent weights (e.g. the frozen reference model).

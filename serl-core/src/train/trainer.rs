@@ -1010,11 +1010,12 @@ impl Trainer {
         }
         t.history = st.history;
         // Steps after the checkpoint are forgotten: rewrite metrics.jsonl from its history.
-        let lines: Vec<serde_json::Value> = t
+        let lines = t
             .history
             .iter()
-            .filter_map(|h| serde_json::to_value(h).ok())
-            .collect();
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
         super::sft::write_jsonl(&t.cfg.out.join("metrics.jsonl"), &lines)?;
         Ok(t)
     }
