@@ -758,6 +758,7 @@ impl Trainer {
                     .map(|&i| seqs[i].old.len() as f64)
                     .sum::<f64>()
                     .max(1.0);
+                seen += tokens;
                 let mut acc: Vec<Option<Tensor>> = vec![None; params.len()];
                 let mut batch_loss = 0.0;
                 for micro in batch.chunks(cfg.micro_train_batch_size) {
@@ -807,7 +808,6 @@ impl Trainer {
                         * &m)?
                         .sum_all()?
                         .to_scalar::<f32>()? as f64;
-                    seen += m.sum_all()?.to_scalar::<f32>()? as f64;
                     let surr1 = (&ratio * &a)?;
                     let surr2 = (ratio.clamp(1.0 - cfg.eps_clip, 1.0 + cfg.eps_clip)? * &a)?;
                     let mut loss = ((surr1.minimum(&surr2)?.neg()? * &m)?.sum_all()? / tokens)?;
