@@ -125,7 +125,7 @@ pub fn metrics_svg(history: &[StepStats], evals: &[EvalResult]) -> String {
                 points: pts(&|s| Some(s.reward_mean)),
             },
             Series {
-                label: "label acc.",
+                label: "kept label acc.",
                 color: "#9467bd",
                 points: pts(&|s| s.kept_label_accuracy),
             },
