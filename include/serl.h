@@ -111,6 +111,11 @@ typedef struct serl_step_stats {
    */
   double label_accuracy;
   /**
+   * The same share over the groups trained on (after the difficulty
+   * filter); NaN without labels.
+   */
+  double kept_label_accuracy;
+  /**
    * Mean KL(policy ‖ reference) per response token.
    */
   double kl;
@@ -126,6 +131,15 @@ typedef struct serl_step_stats {
    * Gradient norm before clipping.
    */
   double grad_norm;
+  /**
+   * Mean |log(π/π_old)| per response token over the update's passes
+   * (about 0 in the first pass: the sampler's log-probs are reproduced).
+   */
+  double log_ratio_abs_mean;
+  /**
+   * Share of response tokens whose PPO ratio was clipped.
+   */
+  double clip_fraction;
   /**
    * Generated tokens per second.
    */

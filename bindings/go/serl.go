@@ -252,10 +252,13 @@ type Stats struct {
 	DifficultyFiltered  int
 	Kept                int
 	LabelAccuracy       float64 // NaN when the instructions carry no labels
+	KeptLabelAccuracy   float64 // the same over the groups trained on; NaN without labels
 	KL                  float64
 	Loss                float64
 	LR                  float64
 	GradNorm            float64
+	LogRatioAbsMean     float64 // mean |log(π/π_old)| per response token
+	ClipFraction        float64 // share of response tokens whose ratio was clipped
 	TokensPerSecond     float64
 	SecondsInstructions float64
 	SecondsRollout      float64
@@ -327,6 +330,8 @@ func (t *Trainer) Step() (Stats, error) {
 		Step: int(s.step), RewardMean: float64(s.reward_mean), AgreementMean: float64(s.agreement_mean),
 		Generated: int(s.generated), RuleFiltered: int(s.rule_filtered), SimilarityFiltered: int(s.similarity_filtered),
 		DifficultyFiltered: int(s.difficulty_filtered), Kept: int(s.kept), LabelAccuracy: float64(s.label_accuracy),
+		KeptLabelAccuracy: float64(s.kept_label_accuracy), LogRatioAbsMean: float64(s.log_ratio_abs_mean),
+		ClipFraction: float64(s.clip_fraction),
 		KL: float64(s.kl), Loss: float64(s.loss), LR: float64(s.lr), GradNorm: float64(s.grad_norm),
 		TokensPerSecond: float64(s.tokens_per_s), SecondsInstructions: float64(s.seconds_instruction_generation),
 		SecondsRollout: float64(s.seconds_rollout), SecondsScoring: float64(s.seconds_scoring),

@@ -3,6 +3,7 @@ package serl
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,6 +42,7 @@ func TestTrainerRunsRealSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
+	var last Stats
 	for i := 1; i <= 2; i++ {
 		s, err := tr.Step()
 		if err != nil {
@@ -49,6 +51,7 @@ func TestTrainerRunsRealSteps(t *testing.T) {
 		if s.Step != i || s.Kept != 2 {
 			t.Fatalf("step %d: %+v", i, s)
 		}
+		last = s
 	}
 	dir, err := tr.Save()
 	if err != nil || filepath.Base(dir) != "step-000002" {
@@ -65,6 +68,17 @@ func TestTrainerRunsRealSteps(t *testing.T) {
 	var steps []map[string]interface{}
 	if err := json.Unmarshal([]byte(m), &steps); err != nil || len(steps) != 2 {
 		t.Fatalf("metrics: %v %s", err, m)
+	}
+	// The struct carries the record's update diagnostics and label accuracies
+	// (NaN where the record has null).
+	rec := steps[1]
+	if rec["log_ratio_abs_mean"] != last.LogRatioAbsMean || rec["clip_fraction"] != last.ClipFraction {
+		t.Fatalf("ratio fields: %+v vs %v", last, rec)
+	}
+	for name, v := range map[string]float64{"label_accuracy": last.LabelAccuracy, "kept_label_accuracy": last.KeptLabelAccuracy} {
+		if f, ok := rec[name].(float64); (ok && f != v) || (!ok && (rec[name] != nil || !math.IsNaN(v))) {
+			t.Fatalf("%s: %v vs %v", name, v, rec[name])
+		}
 	}
 	tr.Close()
 	if _, err := tr.Step(); err == nil {

@@ -66,6 +66,16 @@ fn lowercase_share(text: &str) -> f64 {
     text.chars().filter(|c| c.is_ascii_lowercase()).count() as f64 / n as f64
 }
 
+/// The `instructions.jsonl` lines of a run's kept groups (those trained on).
+fn kept_lines(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("instructions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["status"] == "kept")
+        .collect()
+}
+
 #[test]
 fn mean_reward_rises_with_a_reward_that_prefers_one_kind_of_answer() {
     let (dir, mut cfg) = setup("learn");
@@ -429,14 +439,9 @@ fn the_update_reproduces_the_samplers_log_probs_and_reports_clipping() {
     assert_eq!(s.clip_fraction, 0.0, "{s:?}");
     // Every group scored by majority vote is logged with its majority
     // answer, the pseudo-label it was trained on.
-    let log = std::fs::read_to_string(dir.join("one-epoch/instructions.jsonl")).unwrap();
-    let kept: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v["status"] == "kept")
-        .collect();
-    assert_eq!(kept.len(), s.kept, "{log}");
-    assert!(kept.iter().all(|v| v["majority"].is_string()), "{log}");
+    let kept = kept_lines(&dir.join("one-epoch"));
+    assert_eq!(kept.len(), s.kept, "{kept:?}");
+    assert!(kept.iter().all(|v| v["majority"].is_string()), "{kept:?}");
     // Later epochs train on a moved policy: the ratio leaves 1 and, at this
     // learning rate, some tokens are clipped.
     let mut t = Trainer::new(Config {
@@ -473,13 +478,7 @@ fn a_labeler_measures_the_pseudo_labels_of_unlabelled_problems() {
             t.set_labeler(f);
         }
         let s = t.step().unwrap();
-        let log: Vec<serde_json::Value> = std::fs::read_to_string(out.join("instructions.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .filter(|v: &serde_json::Value| v["status"] == "kept")
-            .collect();
-        (s, log)
+        (s, kept_lines(&out))
     };
     let (s, log) = run("none", None);
     assert_eq!((s.label_accuracy, s.kept_label_accuracy), (None, None));

@@ -39,6 +39,9 @@ pub struct serl_step_stats {
     pub kept: u64,
     /// Share of labelled groups whose majority answer is right; NaN without labels.
     pub label_accuracy: f64,
+    /// The same share over the groups trained on (after the difficulty
+    /// filter); NaN without labels.
+    pub kept_label_accuracy: f64,
     /// Mean KL(policy ‖ reference) per response token.
     pub kl: f64,
     /// Mean policy loss.
@@ -47,6 +50,11 @@ pub struct serl_step_stats {
     pub lr: f64,
     /// Gradient norm before clipping.
     pub grad_norm: f64,
+    /// Mean |log(π/π_old)| per response token over the update's passes
+    /// (about 0 in the first pass: the sampler's log-probs are reproduced).
+    pub log_ratio_abs_mean: f64,
+    /// Share of response tokens whose PPO ratio was clipped.
+    pub clip_fraction: f64,
     /// Generated tokens per second.
     pub tokens_per_s: f64,
     /// Seconds writing instructions.
@@ -94,10 +102,13 @@ fn stats_of(s: &StepStats) -> serl_step_stats {
         difficulty_filtered: s.difficulty_filtered as u64,
         kept: s.kept as u64,
         label_accuracy: s.label_accuracy.unwrap_or(f64::NAN),
+        kept_label_accuracy: s.kept_label_accuracy.unwrap_or(f64::NAN),
         kl: s.kl,
         loss: s.loss,
         lr: s.lr,
         grad_norm: s.grad_norm,
+        log_ratio_abs_mean: s.log_ratio_abs_mean,
+        clip_fraction: s.clip_fraction,
         tokens_per_s: s.tokens_per_s,
         seconds_instruction_generation: s.seconds.instruction_generation,
         seconds_rollout: s.seconds.rollout,
