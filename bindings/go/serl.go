@@ -332,7 +332,7 @@ func (t *Trainer) Step() (Stats, error) {
 		DifficultyFiltered: int(s.difficulty_filtered), Kept: int(s.kept), LabelAccuracy: float64(s.label_accuracy),
 		KeptLabelAccuracy: float64(s.kept_label_accuracy), LogRatioAbsMean: float64(s.log_ratio_abs_mean),
 		ClipFraction: float64(s.clip_fraction),
-		KL: float64(s.kl), Loss: float64(s.loss), LR: float64(s.lr), GradNorm: float64(s.grad_norm),
+		KL:           float64(s.kl), Loss: float64(s.loss), LR: float64(s.lr), GradNorm: float64(s.grad_norm),
 		TokensPerSecond: float64(s.tokens_per_s), SecondsInstructions: float64(s.seconds_instruction_generation),
 		SecondsRollout: float64(s.seconds_rollout), SecondsScoring: float64(s.seconds_scoring),
 		SecondsFiltering: float64(s.seconds_filtering), SecondsUpdate: float64(s.seconds_update),
