@@ -52,8 +52,8 @@ cmake -S bindings/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cpp -j2 >/dev/null
 ctest --test-dir build/cpp --output-on-failure
 bash bindings/cpp/tests/install_test.sh build/cpp
-echo "== Go: go vet, go test"
-(cd bindings/go && go vet ./... && go test -count=1 ./...)
+echo "== Go: gofmt, go vet, go test"
+(cd bindings/go && test -z "$(gofmt -l . | tee /dev/stderr)" && go vet ./... && go test -count=1 ./...)
 echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
 (cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
 echo "== all checks passed"
