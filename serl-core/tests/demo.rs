@@ -19,7 +19,7 @@ const N_EVAL: usize = 200;
 
 #[test]
 fn shipped_seeds_and_eval_set_are_the_generators() {
-    let d = demo::demo_data(SEED, N_SFT, N_EVAL);
+    let d = demo::demo_data(demo::Family::TwoStep, SEED, N_SFT, N_EVAL);
     let seeds = read_examples(&demo_dir().join("seeds.jsonl"), true).expect("seeds");
     let eval = read_examples(&demo_dir().join("eval.jsonl"), true).expect("eval");
     assert_eq!(seeds, d.seeds);
@@ -46,7 +46,7 @@ fn shipped_model_is_small_and_has_the_recipes_shape_and_tokenizer() {
     let (m, tok) = model::load_model(&dir, &LoadOptions::default()).expect("loads");
     assert_eq!(m.config(), &demo::demo_model_config(tok.vocab_size()));
     // The tokenizer is the one the recipe learns from the generated corpus.
-    let d = demo::demo_data(SEED, N_SFT, N_EVAL);
+    let d = demo::demo_data(demo::Family::TwoStep, SEED, N_SFT, N_EVAL);
     let fresh = demo::demo_tokenizer(&d.sft).expect("tokenizer");
     let tmp = std::env::temp_dir().join(format!("serl-demo-tok-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("temp dir");

@@ -69,25 +69,118 @@ pub fn answer_of(question: &str) -> Option<i64> {
     }
 }
 
+/// Which problems and solutions the demo data holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// Five two-step templates with one worked-solution format ([`problem`]).
+    #[default]
+    TwoStep,
+    /// Three templates, two of them multiplying a two-digit number by a
+    /// digit, each multiplication worked either in one step or split into
+    /// tens and units ([`split_problem`]): a short path that a small model
+    /// gets wrong more often and a longer one it gets right.
+    Split,
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "two-step" => Ok(Family::TwoStep),
+            "split" => Ok(Family::Split),
+            _ => Err(format!("unknown family {s:?} (two-step or split)")),
+        }
+    }
+}
+
+/// A random problem of `family`.
+pub fn problem_of(family: Family, rng: &mut Rng) -> Problem {
+    match family {
+        Family::TwoStep => problem(rng),
+        Family::Split => split_problem(rng),
+    }
+}
+
+/// Share of multiplications worked split into tens and units in
+/// [`Family::Split`] solutions, in fifths: below one half, so that the
+/// supervised model's most likely path, the one greedy decoding takes, is
+/// the one-step product.
+const SPLIT_FIFTHS: usize = 2;
+
+/// `x * y = x*y.` in one step, or, when `split` and the two-digit operand
+/// `tens_of` (`x` or `y`) is not a multiple of ten, split into its tens and
+/// units: `Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282.`
+fn product_step(x: i64, y: i64, split: bool) -> String {
+    let p = x * y;
+    let (two, other, two_first) = if x >= 10 { (x, y, true) } else { (y, x, false) };
+    let (t, u) = (two / 10 * 10, two % 10);
+    if !split || u == 0 {
+        return format!("{x} * {y} = {p}.");
+    }
+    let mul = |d: i64| {
+        if two_first {
+            format!("{d} * {other} = {}.", d * other)
+        } else {
+            format!("{other} * {d} = {}.", d * other)
+        }
+    };
+    format!(
+        "Split {two} into {t} and {u}. {} {} {} + {} = {p}.",
+        mul(t),
+        mul(u),
+        t * other,
+        u * other
+    )
+}
+
+/// A random problem of [`Family::Split`]: "gets … gives away" as in
+/// [`problem`], "fills a bags with b each" with `b` up to 98, and "red and
+/// blue, c times as many" with `c` up to 9.
+pub fn split_problem(rng: &mut Rng) -> Problem {
+    let name = pick(rng, NAMES);
+    let item = pick(rng, ITEMS);
+    match rng.below(3) {
+        0 => gets_and_gives(rng, name, item),
+        1 => {
+            let (a, b, c) = (range(rng, 3, 9), range(rng, 12, 98), range(rng, 5, 40));
+            let split = rng.below(5) < SPLIT_FIFTHS;
+            let (s1, s2) = (a * b, a * b + c);
+            Problem {
+                question: format!(
+                    "{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"
+                ),
+                solution: format!(
+                    "{} {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}.",
+                    product_step(a, b, split)
+                ),
+                answer: s2,
+            }
+        }
+        _ => {
+            let (a, b, c) = (range(rng, 11, 49), range(rng, 11, 49), range(rng, 3, 9));
+            let split = rng.below(5) < SPLIT_FIFTHS;
+            let (s1, s2) = (a + b, (a + b) * c);
+            Problem {
+                question: format!(
+                    "{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"
+                ),
+                solution: format!(
+                    "{a} + {b} = {s1}. {} The answer is \\boxed{{{s2}}}.",
+                    product_step(s1, c, split)
+                ),
+                answer: s2,
+            }
+        }
+    }
+}
+
 /// A random problem of one of five two-step templates (numbers up to 99).
 pub fn problem(rng: &mut Rng) -> Problem {
     let name = pick(rng, NAMES);
     let item = pick(rng, ITEMS);
     match rng.below(5) {
-        0 => {
-            let (a, b) = (range(rng, 12, 89), range(rng, 11, 59));
-            let c = range(rng, 3, (a + b - 1).min(60));
-            let (s1, s2) = (a + b, a + b - c);
-            Problem {
-                question: format!(
-                    "{name} has {a} {item}. {name} gets {b} more and then gives away {c}. How many {item} does {name} have now?"
-                ),
-                solution: format!(
-                    "{a} + {b} = {s1}. {s1} - {c} = {s2}. The answer is \\boxed{{{s2}}}."
-                ),
-                answer: s2,
-            }
-        }
+        0 => gets_and_gives(rng, name, item),
         1 => {
             let (a, b, c) = (range(rng, 3, 9), range(rng, 11, 29), range(rng, 5, 40));
             let (s1, s2) = (a * b, a * b + c);
@@ -145,6 +238,20 @@ pub fn problem(rng: &mut Rng) -> Problem {
     }
 }
 
+/// "`name` has a, gets b more and then gives away c" (a + b - c).
+fn gets_and_gives(rng: &mut Rng, name: &str, item: &str) -> Problem {
+    let (a, b) = (range(rng, 12, 89), range(rng, 11, 59));
+    let c = range(rng, 3, (a + b - 1).min(60));
+    let (s1, s2) = (a + b, a + b - c);
+    Problem {
+        question: format!(
+            "{name} has {a} {item}. {name} gets {b} more and then gives away {c}. How many {item} does {name} have now?"
+        ),
+        solution: format!("{a} + {b} = {s1}. {s1} - {c} = {s2}. The answer is \\boxed{{{s2}}}."),
+        answer: s2,
+    }
+}
+
 /// The demo's files: supervised chat records for `serl sft`, 50 seed
 /// problems (labels used for evaluation only) and a held-out labelled set.
 pub struct DemoData {
@@ -156,13 +263,14 @@ pub struct DemoData {
     pub eval: Vec<Example>,
 }
 
-/// Generates the demo data: `n_sft` solved problems plus `n_sft / 8`
-/// question lists, 50 seeds and `n_eval` held-out problems, all distinct.
-pub fn demo_data(seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
+/// Generates the demo data of `family`: `n_sft` solved problems plus
+/// `n_sft / 8` question lists, 50 seeds and `n_eval` held-out problems, all
+/// distinct.
+pub fn demo_data(family: Family, seed: u64, n_sft: usize, n_eval: usize) -> DemoData {
     let mut rng = Rng::new(seed);
     let mut seen = std::collections::HashSet::new();
     let mut fresh = |rng: &mut Rng| loop {
-        let p = problem(rng);
+        let p = problem_of(family, rng);
         if seen.insert(p.question.clone()) {
             return p;
         }
@@ -284,8 +392,8 @@ mod tests {
             answer_of("A box holds 5 eggs and 7 pens and 9 cards."),
             None
         );
-        let a = demo_data(7, 200, 30);
-        let b = demo_data(7, 200, 30);
+        let a = demo_data(Family::TwoStep, 7, 200, 30);
+        let b = demo_data(Family::TwoStep, 7, 200, 30);
         assert_eq!(a.sft, b.sft);
         assert_eq!(a.eval.len(), 30);
         assert_eq!(a.seeds.len(), 50);
@@ -295,5 +403,62 @@ mod tests {
         for r in &a.sft {
             assert!(!evalq.contains(r["messages"][0]["content"].as_str().unwrap_or_default()));
         }
+    }
+
+    /// Every `x op y = z` in a solution holds.
+    fn equations_hold(solution: &str) -> bool {
+        let re = regex::Regex::new(r"(\d+) ([-+*]) (\d+) = (\d+)").expect("regex");
+        re.captures_iter(solution).all(|c| {
+            let n = |i: usize| c[i].parse::<i64>().expect("number");
+            let v = match &c[2] {
+                "+" => n(1) + n(3),
+                "-" => n(1) - n(3),
+                _ => n(1) * n(3),
+            };
+            v == n(4)
+        })
+    }
+
+    #[test]
+    fn split_family_works_products_both_ways_and_right() {
+        assert_eq!(
+            product_step(6, 47, true),
+            "Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282."
+        );
+        assert_eq!(
+            product_step(47, 6, true),
+            "Split 47 into 40 and 7. 40 * 6 = 240. 7 * 6 = 42. 240 + 42 = 282."
+        );
+        assert_eq!(product_step(6, 40, true), "6 * 40 = 240.");
+        assert_eq!(product_step(6, 47, false), "6 * 47 = 282.");
+        let mut rng = Rng::new(3);
+        let (mut products, mut split) = (0, 0);
+        for _ in 0..3000 {
+            let p = split_problem(&mut rng);
+            assert!(equations_hold(&p.solution), "{}", p.solution);
+            assert_eq!(
+                crate::eval::extract_answer(&p.solution),
+                p.answer.to_string()
+            );
+            assert_eq!(answer_of(&p.question), Some(p.answer), "{}", p.question);
+            if p.solution.contains(" * ") {
+                products += 1;
+                split += p.solution.contains("Split ") as usize;
+            }
+        }
+        // Two templates of three multiply; 2 in 5 of those are split (a
+        // few less: multiples of ten are never split).
+        assert!((1900..2100).contains(&products), "{products}");
+        let share = split as f64 / products as f64;
+        assert!((0.33..0.42).contains(&share), "{share}");
+        let d = demo_data(Family::Split, 5, 400, 20);
+        assert_eq!(d.eval.len(), 20);
+        assert!(d.sft.iter().any(|r| {
+            r["messages"][1]["content"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Split "))
+        }));
+        assert_eq!("split".parse(), Ok(Family::Split));
+        assert!("three-step".parse::<Family>().is_err());
     }
 }

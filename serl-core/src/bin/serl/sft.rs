@@ -49,9 +49,13 @@ pub struct DemoDataArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// Solved problems in sft.jsonl (plus a question list every fourth).
+    /// Solved problems in sft.jsonl (plus a question list every eighth).
     #[arg(long, default_value_t = 20_000)]
     n_sft: usize,
+    /// Task family: `two-step` (the shipped demo's) or `split` (products
+    /// worked in one step or split into tens and units).
+    #[arg(long, default_value = "two-step")]
+    family: demo::Family,
     /// Held-out evaluation problems.
     #[arg(long, default_value_t = 200)]
     n_eval: usize,
@@ -113,7 +117,7 @@ pub fn run_sft(a: SftArgs) -> Result<()> {
 
 /// Runs `serl demo-data`.
 pub fn run_demo_data(a: DemoDataArgs) -> Result<()> {
-    let d = demo::demo_data(a.seed, a.n_sft, a.n_eval);
+    let d = demo::demo_data(a.family, a.seed, a.n_sft, a.n_eval);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let ex = |xs: &[serl_core::train::Example]| -> Vec<serde_json::Value> {
         xs.iter()
