@@ -77,8 +77,8 @@ pub enum Family {
     TwoStep,
     /// Three templates, two of them multiplying a two-digit number by a
     /// digit, each multiplication worked either in one step or split into
-    /// tens and units ([`split_problem`]): a short path that a small model
-    /// gets wrong more often and a longer one it gets right.
+    /// tens and units ([`split_problem`]): a short path and a longer one of
+    /// easier steps.
     Split,
 }
 
@@ -109,8 +109,7 @@ pub fn problem_of(family: Family, rng: &mut Rng) -> Problem {
 const SPLIT_FIFTHS: usize = 2;
 
 /// `x * y = x*y.` in one step, or, when `split` and the two-digit operand
-/// `tens_of` (`x` or `y`) is not a multiple of ten, split into its tens and
-/// units: `Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282.`
+/// (`x` or `y`) is not a multiple of ten, split into its tens and units: `Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282.`
 fn product_step(x: i64, y: i64, split: bool) -> String {
     let p = x * y;
     let (two, other, two_first) = if x >= 10 { (x, y, true) } else { (y, x, false) };
@@ -147,9 +146,7 @@ pub fn split_problem(rng: &mut Rng) -> Problem {
             let split = rng.below(5) < SPLIT_FIFTHS;
             let (s1, s2) = (a * b, a * b + c);
             Problem {
-                question: format!(
-                    "{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"
-                ),
+                question: fills_bags(name, item, a, b, c),
                 solution: format!(
                     "{} {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}.",
                     product_step(a, b, split)
@@ -162,9 +159,7 @@ pub fn split_problem(rng: &mut Rng) -> Problem {
             let split = rng.below(5) < SPLIT_FIFTHS;
             let (s1, s2) = (a + b, (a + b) * c);
             Problem {
-                question: format!(
-                    "{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"
-                ),
+                question: red_and_blue(name, item, a, b, c),
                 solution: format!(
                     "{a} + {b} = {s1}. {} The answer is \\boxed{{{s2}}}.",
                     product_step(s1, c, split)
@@ -185,9 +180,7 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let (a, b, c) = (range(rng, 3, 9), range(rng, 11, 29), range(rng, 5, 40));
             let (s1, s2) = (a * b, a * b + c);
             Problem {
-                question: format!(
-                    "{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"
-                ),
+                question: fills_bags(name, item, a, b, c),
                 solution: format!(
                     "{a} * {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."
                 ),
@@ -212,9 +205,7 @@ pub fn problem(rng: &mut Rng) -> Problem {
             let (a, b, c) = (range(rng, 11, 49), range(rng, 11, 49), range(rng, 2, 4));
             let (s1, s2) = (a + b, (a + b) * c);
             Problem {
-                question: format!(
-                    "{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"
-                ),
+                question: red_and_blue(name, item, a, b, c),
                 solution: format!(
                     "{a} + {b} = {s1}. {s1} * {c} = {s2}. The answer is \\boxed{{{s2}}}."
                 ),
@@ -236,6 +227,20 @@ pub fn problem(rng: &mut Rng) -> Problem {
             }
         }
     }
+}
+
+/// "`name` fills a bags with b `item` each and has c left over" (a * b + c).
+fn fills_bags(name: &str, item: &str, a: i64, b: i64, c: i64) -> String {
+    format!(
+        "{name} fills {a} bags with {b} {item} each and has {c} {item} left over. How many {item} does {name} have in all?"
+    )
+}
+
+/// "`name` has a red and b blue `item`; a friend has c times as many" ((a + b) * c).
+fn red_and_blue(name: &str, item: &str, a: i64, b: i64, c: i64) -> String {
+    format!(
+        "{name} has {a} red {item} and {b} blue {item}. A friend has {c} times as many {item} as {name}. How many {item} does the friend have?"
+    )
 }
 
 /// "`name` has a, gets b more and then gives away c" (a + b - c).
