@@ -109,7 +109,8 @@ pub fn problem_of(family: Family, rng: &mut Rng) -> Problem {
 const SPLIT_FIFTHS: usize = 2;
 
 /// `x * y = x*y.` in one step, or, when `split` and the two-digit operand
-/// (`x` or `y`) is not a multiple of ten, split into its tens and units: `Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282.`
+/// (`x` or `y`) is not a multiple of ten, split into its tens and units:
+/// `Split 47 into 40 and 7. 6 * 40 = 240. 6 * 7 = 42. 240 + 42 = 282.`
 fn product_step(x: i64, y: i64, split: bool) -> String {
     let p = x * y;
     let (two, other, two_first) = if x >= 10 { (x, y, true) } else { (y, x, false) };
