@@ -53,7 +53,10 @@ cmake --build build/cpp -j2 >/dev/null
 ctest --test-dir build/cpp --output-on-failure
 bash bindings/cpp/tests/install_test.sh build/cpp
 echo "== Go: gofmt, go vet, go test"
-(cd bindings/go && test -z "$(gofmt -l . | tee /dev/stderr)" && go vet ./... && go test -count=1 ./...)
+# (gofmt -l lists unformatted files; printed, not through /dev/stderr, which
+# would truncate a log file that stderr is redirected to.)
+(cd bindings/go && unformatted="$(gofmt -l .)" && { [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; false; }; } \
+    && go vet ./... && go test -count=1 ./...)
 echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
 (cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
 echo "== all checks passed"
