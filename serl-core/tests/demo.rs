@@ -25,6 +25,10 @@ fn shipped_seeds_and_eval_set_are_the_generators() {
     assert_eq!(seeds, d.seeds);
     assert_eq!(eval, d.eval);
     assert_eq!(seeds.len(), 50);
+    // The last stage's corpus (`--family direct`) holds the same problems.
+    let direct = demo::demo_data(demo::Family::Direct, SEED, N_SFT, N_EVAL);
+    assert_eq!(seeds, direct.seeds);
+    assert_eq!(eval, direct.eval);
     // Held out: no evaluation question is a seed or a supervised example.
     let train: std::collections::HashSet<String> = d
         .sft

@@ -80,6 +80,11 @@ pub enum Family {
     /// tens and units ([`split_problem`]): a short path and a longer one of
     /// easier steps.
     Split,
+    /// The [`TwoStep`](Family::TwoStep) problems, with three in five
+    /// solutions cut to the bare answer (`The answer is \boxed{84}.`):
+    /// a guess, which greedy decoding takes, beside the worked path
+    /// ([`direct_problem`]).
+    Direct,
 }
 
 impl std::str::FromStr for Family {
@@ -89,7 +94,8 @@ impl std::str::FromStr for Family {
         match s {
             "two-step" => Ok(Family::TwoStep),
             "split" => Ok(Family::Split),
-            _ => Err(format!("unknown family {s:?} (two-step or split)")),
+            "direct" => Ok(Family::Direct),
+            _ => Err(format!("unknown family {s:?} (two-step, split or direct)")),
         }
     }
 }
@@ -99,7 +105,34 @@ pub fn problem_of(family: Family, rng: &mut Rng) -> Problem {
     match family {
         Family::TwoStep => problem(rng),
         Family::Split => split_problem(rng),
+        Family::Direct => direct_problem(rng),
     }
+}
+
+/// Share of [`Family::Direct`] solutions that state only the answer, in
+/// fifths: above one half, so that the supervised model's most likely first
+/// token, the one greedy decoding takes, starts the guess.
+const DIRECT_FIFTHS: u64 = 3;
+
+/// A random problem of [`Family::Direct`]: [`problem`]'s question, answer
+/// and random draws, with the solution cut to its last sentence for
+/// [`DIRECT_FIFTHS`] of the questions. Which ones is a hash of the question
+/// text rather than a draw, so `demo_data` of this family holds the same
+/// questions, seeds and held-out problems as [`Family::TwoStep`]'s with
+/// the same seed, and differs only in solutions.
+pub fn direct_problem(rng: &mut Rng) -> Problem {
+    let mut p = problem(rng);
+    if fnv1a(&p.question) % 5 < DIRECT_FIFTHS {
+        p.solution = format!("The answer is \\boxed{{{}}}.", p.answer);
+    }
+    p
+}
+
+/// 64-bit FNV-1a: a hash that is the same on every platform and release.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Share of multiplications worked split into tens and units in
@@ -183,7 +216,8 @@ pub fn problem(rng: &mut Rng) -> Problem {
             Problem {
                 question: fills_bags(name, item, a, b, c),
                 solution: format!(
-                    "{a} * {b} = {s1}. {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                    "{} {s1} + {c} = {s2}. The answer is \\boxed{{{s2}}}.",
+                    product_step(a, b, false)
                 ),
                 answer: s2,
             }
@@ -208,7 +242,8 @@ pub fn problem(rng: &mut Rng) -> Problem {
             Problem {
                 question: red_and_blue(name, item, a, b, c),
                 solution: format!(
-                    "{a} + {b} = {s1}. {s1} * {c} = {s2}. The answer is \\boxed{{{s2}}}."
+                    "{a} + {b} = {s1}. {} The answer is \\boxed{{{s2}}}.",
+                    product_step(s1, c, false)
                 ),
                 answer: s2,
             }
@@ -466,5 +501,43 @@ mod tests {
         }));
         assert_eq!("split".parse(), Ok(Family::Split));
         assert!("three-step".parse::<Family>().is_err());
+    }
+
+    #[test]
+    fn direct_family_is_the_two_step_problems_with_three_in_five_answers_bare() {
+        let two = demo_data(Family::TwoStep, 9, 2000, 30);
+        let direct = demo_data(Family::Direct, 9, 2000, 30);
+        // Same questions, seeds and held-out set; only solutions differ.
+        assert_eq!(two.seeds, direct.seeds);
+        assert_eq!(two.eval, direct.eval);
+        assert_eq!(two.sft.len(), direct.sft.len());
+        let (mut solved, mut bare) = (0, 0);
+        for (t, d) in two.sft.iter().zip(&direct.sft) {
+            let (tm, dm) = (&t["messages"], &d["messages"]);
+            assert_eq!(tm[0], dm[0]);
+            let (ts, ds) = (
+                tm[1]["content"].as_str().expect("text"),
+                dm[1]["content"].as_str().expect("text"),
+            );
+            if tm[0]["role"] == "system" {
+                assert_eq!(ts, ds);
+                continue;
+            }
+            solved += 1;
+            if ts != ds {
+                bare += 1;
+                // The bare answer is the worked solution's last sentence.
+                assert!(ds.starts_with("The answer is \\boxed{"), "{ds}");
+                assert!(ts.ends_with(ds), "{ts} / {ds}");
+            }
+        }
+        assert_eq!(solved, 2000);
+        let share = f64::from(bare) / f64::from(solved);
+        assert!((0.56..0.64).contains(&share), "{share}");
+        // The choice is the question's, not the draw's: stable across seeds.
+        let p = direct_problem(&mut Rng::new(11));
+        let q = direct_problem(&mut Rng::new(11));
+        assert_eq!(p, q);
+        assert_eq!("direct".parse(), Ok(Family::Direct));
     }
 }

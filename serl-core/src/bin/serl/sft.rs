@@ -52,8 +52,9 @@ pub struct DemoDataArgs {
     /// Solved problems in sft.jsonl (plus a question list every eighth).
     #[arg(long, default_value_t = 20_000)]
     n_sft: usize,
-    /// Task family: `two-step` (the shipped demo's) or `split` (products
-    /// worked in one step or split into tens and units).
+    /// Task family: `two-step` (worked solutions), `direct` (the same
+    /// problems, three in five solutions only the answer) or `split`
+    /// (products worked in one step or split into tens and units).
     #[arg(long, default_value = "two-step")]
     family: demo::Family,
     /// Held-out evaluation problems.
