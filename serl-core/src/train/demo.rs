@@ -1,8 +1,9 @@
 //! The embedded demo's task families: two-step arithmetic word problems with
-//! worked solutions that end in `\boxed{answer}` ([`Family`]), and "Come up
-//! with a series of questions" lists in SeRL's generation prompt, so a small
-//! model learns both to solve and to write problems. Generated from a seed,
-//! byte for byte the same on every platform.
+//! worked solutions that end in `\boxed{answer}`, or only that answer
+//! ([`Family`]), and "Come up with a series of questions" lists in SeRL's
+//! generation prompt, so a small model learns both to solve and to write
+//! problems. Generated from a seed, byte for byte the same on every
+//! platform.
 
 use serde_json::json;
 
