@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(solved, 2000);
         let share = f64::from(bare) / f64::from(solved);
         assert!((0.56..0.64).contains(&share), "{share}");
-        // The choice is the question's, not the draw's: stable across seeds.
+        // Deterministic: the same draws give the same problem and solution.
         let p = direct_problem(&mut Rng::new(11));
         let q = direct_problem(&mut Rng::new(11));
         assert_eq!(p, q);
