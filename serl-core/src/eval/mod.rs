@@ -30,6 +30,6 @@ pub use prompt::{
     GenerationPrompt, MAX_POOL_SHOTS, build_generation_prompt, difficulty_keep, normalize_shot,
     numbered_list,
 };
-pub use rng::Rng;
+pub use rng::{Rng, fnv1a};
 pub use rouge::{Interner, Pattern, RougeScore, rouge_l, tokenize};
 pub use vote::{VoteMode, VoteResult, vote};

@@ -1,5 +1,6 @@
 //! A small seeded generator (SplitMix64) so that prompt sampling is
-//! reproducible on every platform, wasm32 included, without a dependency.
+//! reproducible on every platform, wasm32 included, without a dependency,
+//! and a string hash with the same guarantee.
 
 /// SplitMix64: deterministic for a seed; its whole state is one `u64`, so
 /// a trainer can checkpoint it.
@@ -58,5 +59,24 @@ impl Rng {
         }
         idx.truncate(k);
         idx
+    }
+}
+
+/// 64-bit FNV-1a hash of `s`: the same on every platform and release.
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_vectors() {
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a("foobar"), 0x8594_4171_f739_67e8);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::equiv::{Parsed, parse_candidates, verify};
 use super::extract::{extract_answer, strip_string};
+use super::rng::fnv1a;
 
 /// How answers are grouped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +82,7 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
         }
         VoteMode::Equiv => {
             // Identical responses are parsed once.
+            // FNV-1a finds identical responses without comparing every pair.
             let hashes: Vec<u64> = responses.iter().map(|r| fnv1a(r.as_ref())).collect();
             let mut parsed: Vec<Vec<Parsed>> = Vec::with_capacity(n);
             for (i, r) in responses.iter().enumerate() {
@@ -136,11 +138,4 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
         majority,
         agreement,
     }
-}
-
-/// FNV-1a, to find identical responses without comparing every pair.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }

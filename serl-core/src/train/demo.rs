@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::eval::{GENERATION_SYSTEM, Rng, numbered_list};
+use crate::eval::{GENERATION_SYSTEM, Rng, fnv1a, numbered_list};
 
 use super::Example;
 
@@ -127,13 +127,6 @@ pub fn direct_problem(rng: &mut Rng) -> Problem {
         p.solution = format!("The answer is \\boxed{{{}}}.", p.answer);
     }
     p
-}
-
-/// 64-bit FNV-1a: a hash that is the same on every platform and release.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Share of multiplications worked split into tens and units in
