@@ -4,6 +4,7 @@
 mod config;
 mod data;
 pub mod demo;
+mod learner;
 mod optim;
 pub mod plot;
 mod sft;
@@ -11,7 +12,8 @@ mod trainer;
 
 pub use config::{Config, RewardSource};
 pub use data::{Example, is_correct, read_examples};
-pub use optim::{AdamW, clip_grad_norm, cosine_lr};
+pub use learner::Learner;
+pub use optim::cosine_lr;
 pub use sft::{SftConfig, SftProgress, SftSummary, sft, write_jsonl};
 pub use trainer::{
     EvalResult, LabelFn, PhaseSeconds, ProgressFn, QuestionEval, RewardFn, StepStats, Trainer,
@@ -45,6 +47,9 @@ pub enum TrainError {
     /// The model engine failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The compute engine rejected a batch or could not allocate.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// The RL arithmetic rejected its inputs.
     #[error("rl: {0}")]
     Rl(#[from] RlError),

@@ -7,14 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::Rng;
 use crate::model::{ChatMessage, Model, Tokenizer};
 
 use super::TrainError;
-use super::optim::{AdamW, clip_grad_norm, cosine_lr};
+use super::learner::Learner;
+use super::optim::cosine_lr;
+use crate::engine::TokenBatch;
 
 /// Settings of a supervised run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,19 +164,12 @@ pub fn sft(
             cfg.data.display()
         )));
     }
-    let params: Vec<candle_core::Var> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(_, v)| v.clone())
-        .collect();
-    let refs: Vec<&candle_core::Var> = params.iter().collect();
-    let mut opt = AdamW::new(&refs, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
+    let mut learner = Learner::new(model, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
     let mut rng = Rng::new(cfg.seed);
     // Batches of similar lengths (as transformers' group_by_length): shuffle,
     // sort within windows of 16 batches, shuffle the batches. Padding to
     // the longest sequence of a batch then wastes little compute.
     let mut batches: Vec<Vec<usize>> = Vec::new();
-    let dev = model.device().clone();
     let t0 = Instant::now();
     let mut tokens = 0usize;
     let mut losses = Vec::with_capacity(cfg.steps);
@@ -191,56 +185,29 @@ pub fn sft(
             rng.shuffle(&mut batches);
         }
         let batch = batches.pop().unwrap_or_default();
-        let l = batch
+        // Each record's answer tokens are scored (prompt_len ≥ 1 by construction).
+        let rows: Vec<&[u32]> = batch.iter().map(|&i| records[i].ids.as_slice()).collect();
+        let from: Vec<usize> = batch
             .iter()
-            .map(|&i| records[i].ids.len())
-            .max()
-            .unwrap_or(2);
-        // The loss starts after the shortest prompt: no head before it.
-        let from = batch
-            .iter()
-            .map(|&i| records[i].prompt_len)
-            .min()
-            .unwrap_or(1)
-            .max(1)
-            - 1;
-        let mut ids = Vec::with_capacity(batch.len() * l);
-        let mut mask = Vec::with_capacity(batch.len() * (l - 1 - from));
-        for &i in &batch {
-            let r = &records[i];
-            ids.extend(&r.ids);
-            ids.extend(std::iter::repeat_n(0u32, l - r.ids.len()));
-            for t in from..l - 1 {
-                // Position t predicts token t+1.
-                let on = t + 1 >= r.prompt_len && t + 1 < r.ids.len();
-                mask.push(if on { 1.0f32 } else { 0.0 });
-            }
-        }
-        let n_tok: f32 = mask.iter().sum();
-        tokens += n_tok as usize;
-        let ids = Tensor::from_vec(ids, (batch.len(), l), &dev)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), l - 1 - from), &dev)?;
-        let lp = model
-            .token_logprobs_from(&ids, from)?
-            .to_dtype(DType::F32)?;
-        let loss = ((lp * mask)?.sum_all()?.neg()? / n_tok.max(1.0) as f64)?;
-        let lv = loss.to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
-        let mut g: Vec<Tensor> = params
-            .iter()
-            .map(|p| {
-                grads
-                    .get(p.as_tensor())
-                    .cloned()
-                    .map_or_else(|| p.as_tensor().zeros_like(), Ok)
-            })
-            .collect::<Result<_, _>>()?;
-        clip_grad_norm(&mut g, cfg.max_norm)?;
+            .map(|&i| records[i].prompt_len.max(1))
+            .collect();
+        let tb = TokenBatch::right_padded(&rows, &from)?;
+        let n_tok = tb.rows.len();
+        tokens += n_tok;
+        let scale = 1.0 / n_tok.max(1) as f64;
+        let mut lv = 0.0;
+        // Loss: the mean negative log-likelihood of the answer tokens.
+        learner.accumulate(&tb, &mut |_, lp, d| {
+            lv -= lp.iter().map(|&x| x as f64).sum::<f64>() * scale;
+            d.fill(-scale as f32);
+        })?;
+        learner.clip_grad_norm(cfg.max_norm)?;
         let lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup_ratio, cfg.min_lr_ratio);
-        opt.update(&refs, &g, lr)?;
+        learner.optimizer_step(lr);
         losses.push(lv);
         progress(step + 1, cfg.steps, lv);
     }
+    learner.sync_to(model)?;
     model.save_hf(tok, &cfg.out)?;
     let k = (cfg.steps / 20).max(1);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, CaseMode, DiversityFilter, Rng};
@@ -21,7 +21,9 @@ use crate::rl::{self, RlConfig};
 use super::TrainError;
 use super::config::{Config, RewardSource};
 use super::data::{Example, is_correct, read_examples};
-use super::optim::{AdamW, clip_grad_norm, cosine_lr};
+use super::learner::Learner;
+use super::optim::cosine_lr;
+use crate::engine::TokenBatch;
 
 /// A reward function replacing the configured one: (response text, the
 /// question with its label) → reward.
@@ -189,7 +191,7 @@ pub struct Trainer {
     model: Model,
     reference: Option<Model>,
     tokenizer: Tokenizer,
-    opt: AdamW,
+    learner: Learner,
     seeds: Vec<Example>,
     eval_set: Vec<Example>,
     pool: Vec<String>,
@@ -263,13 +265,8 @@ impl Trainer {
         } else {
             None
         };
-        let params: Vec<_> = model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        let opt = AdamW::new(
-            &params,
+        let learner = Learner::new(
+            &model,
             (cfg.adam_betas[0], cfg.adam_betas[1]),
             cfg.adam_eps,
             cfg.weight_decay,
@@ -287,7 +284,7 @@ impl Trainer {
             model,
             reference,
             tokenizer,
-            opt,
+            learner,
             seeds,
             eval_set,
             pool: Vec::new(),
@@ -739,14 +736,8 @@ impl Trainer {
         stats.reward_mean = rewards.iter().sum::<f64>() / b.max(1) as f64;
         stats.response_len_mean = n_tok / b.max(1) as f64;
 
-        let params: Vec<_> = self
-            .model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, v)| v.clone())
-            .collect();
         let planned = cfg.planned_optimizer_steps();
-        let dev = self.model.device().clone();
+        let kl_loss = cfg.use_kl_loss && self.reference.is_some();
         let mut losses = Vec::new();
         let (mut drift, mut clipped, mut seen) = (0.0, 0.0, 0.0);
         for _epoch in 0..cfg.max_epochs {
@@ -759,100 +750,82 @@ impl Trainer {
                     .sum::<f64>()
                     .max(1.0);
                 seen += tokens;
-                let mut acc: Vec<Option<Tensor>> = vec![None; params.len()];
                 let mut batch_loss = 0.0;
                 for micro in batch.chunks(cfg.micro_train_batch_size) {
-                    let l = micro.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
-                    // Log-probs are needed from the shortest prompt on only.
-                    let from = micro
-                        .iter()
-                        .map(|&i| seqs[i].prompt_len)
-                        .min()
-                        .unwrap_or(1)
-                        .max(1)
-                        - 1;
-                    let mut ids = Vec::with_capacity(micro.len() * l);
-                    let (mut m, mut a, mut o, mut rf) =
-                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    // Every response token is scored, in order: the k-th
+                    // scored position of sequence i is its k-th response token.
+                    let rows: Vec<&[u32]> = micro.iter().map(|&i| seqs[i].ids.as_slice()).collect();
+                    let from: Vec<usize> =
+                        micro.iter().map(|&i| seqs[i].prompt_len.max(1)).collect();
+                    let tb = TokenBatch::right_padded(&rows, &from)?;
+                    let (mut a, mut o, mut rf) = (Vec::new(), Vec::new(), Vec::new());
                     for &i in micro {
                         let s = &seqs[i];
-                        ids.extend(&s.ids);
-                        ids.extend(std::iter::repeat_n(0u32, l - s.ids.len()));
-                        // Position t of the log-prob row predicts ids[t+1].
-                        for t in from..l - 1 {
-                            let r = t + 1;
-                            let k = r.wrapping_sub(s.prompt_len);
-                            let on = r >= s.prompt_len && k < s.old.len();
-                            m.push(if on { 1.0f32 } else { 0.0 });
-                            a.push(if on { out.advantages[i][k] as f32 } else { 0.0 });
-                            o.push(if on { old[i][k] as f32 } else { 0.0 });
-                            rf.push(if on { refp[i][k] as f32 } else { 0.0 });
+                        for k in 0..s.ids.len() - s.prompt_len.max(1) {
+                            a.push(out.advantages[i].get(k).copied().unwrap_or(0.0));
+                            o.push(old[i].get(k).copied().unwrap_or(0.0));
+                            rf.push(refp[i].get(k).copied().unwrap_or(0.0));
                         }
                     }
-                    let shape = (micro.len(), l - 1 - from);
-                    let ids = Tensor::from_vec(ids, (micro.len(), l), &dev)?;
-                    let m = Tensor::from_vec(m, shape, &dev)?;
-                    let a = Tensor::from_vec(a, shape, &dev)?;
-                    let o = Tensor::from_vec(o, shape, &dev)?;
-                    let lp = self
-                        .model
-                        .token_logprobs_from(&ids, from)?
-                        .to_dtype(DType::F32)?;
-                    let log_ratio = ((&lp - &o)? * &m)?;
-                    let ratio = log_ratio.exp()?;
-                    drift += log_ratio.abs()?.sum_all()?.to_scalar::<f32>()? as f64;
-                    clipped += ((&ratio - 1.0)?
-                        .abs()?
-                        .gt(cfg.eps_clip)?
-                        .to_dtype(DType::F32)?
-                        * &m)?
-                        .sum_all()?
-                        .to_scalar::<f32>()? as f64;
-                    let surr1 = (&ratio * &a)?;
-                    let surr2 = (ratio.clamp(1.0 - cfg.eps_clip, 1.0 + cfg.eps_clip)? * &a)?;
-                    let mut loss = ((surr1.minimum(&surr2)?.neg()? * &m)?.sum_all()? / tokens)?;
-                    if cfg.use_kl_loss && self.reference.is_some() {
-                        let rf = Tensor::from_vec(rf, shape, &dev)?;
-                        let lr = ((&lp - &rf)? * &m)?;
-                        let k = match cfg.kl_estimator {
-                            rl::KlEstimator::K1 => lr,
-                            rl::KlEstimator::K2 => (lr.sqr()? * 0.5)?,
-                            rl::KlEstimator::K3 => ((lr.neg()?.exp()? - 1.0)? + &lr)?,
-                        };
-                        loss = (loss + ((k * &m)?.sum_all()? * (cfg.init_kl_coef / tokens))?)?;
-                    }
-                    batch_loss += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                    let grads = loss.backward()?;
-                    for (slot, p) in acc.iter_mut().zip(&params) {
-                        if let Some(g) = grads.get(p.as_tensor()) {
-                            *slot = Some(match slot.take() {
-                                Some(prev) => (prev + g)?,
-                                None => g.clone(),
-                            });
+                    let eps = cfg.eps_clip;
+                    let kl_coef = cfg.init_kl_coef;
+                    let kl_est = cfg.kl_estimator;
+                    let mut micro_loss = 0.0;
+                    // PPO-clip (and the KL loss) per token, summed over the
+                    // batch's tokens: the loss and its derivative in one place.
+                    self.learner.accumulate(&tb, &mut |start, lp, d| {
+                        for (j, (&l, g)) in lp.iter().zip(d.iter_mut()).enumerate() {
+                            let p = start + j;
+                            let log_ratio = l as f64 - o[p];
+                            let ratio = log_ratio.exp();
+                            drift += log_ratio.abs();
+                            if (ratio - 1.0).abs() > eps {
+                                clipped += 1.0;
+                            }
+                            let surr1 = ratio * a[p];
+                            let surr2 = ratio.clamp(1.0 - eps, 1.0 + eps) * a[p];
+                            micro_loss += -surr1.min(surr2) / tokens;
+                            // ∂(−min(surr1, surr2))/∂lp: the unclipped branch's
+                            // −ratio·A, or 0 where the clamp holds the ratio.
+                            let inside = ratio >= 1.0 - eps && ratio <= 1.0 + eps;
+                            let mut dl = if surr1 <= surr2 || inside {
+                                -surr1
+                            } else {
+                                0.0
+                            };
+                            if kl_loss {
+                                let lr = l as f64 - rf[p];
+                                let (k, dk) = match kl_est {
+                                    rl::KlEstimator::K1 => (lr, 1.0),
+                                    rl::KlEstimator::K2 => (0.5 * lr * lr, lr),
+                                    rl::KlEstimator::K3 => {
+                                        ((-lr).exp() - 1.0 + lr, 1.0 - (-lr).exp())
+                                    }
+                                };
+                                micro_loss += kl_coef * k / tokens;
+                                dl += kl_coef * dk;
+                            }
+                            *g = (dl / tokens) as f32;
                         }
-                    }
+                    })?;
+                    batch_loss += micro_loss;
                 }
-                let mut grads: Vec<Tensor> = acc
-                    .into_iter()
-                    .zip(&params)
-                    .map(|(g, p)| g.map_or_else(|| p.as_tensor().zeros_like(), Ok))
-                    .collect::<Result<_, _>>()?;
-                let norm = clip_grad_norm(&mut grads, cfg.max_norm)?;
+                let norm = self.learner.clip_grad_norm(cfg.max_norm)?;
                 let lr = cosine_lr(
-                    self.opt.step,
+                    self.learner.step,
                     planned,
                     cfg.actor_learning_rate,
                     cfg.lr_warmup_ratio,
                     cfg.min_lr_ratio,
                 );
-                let refs: Vec<&candle_core::Var> = params.iter().collect();
-                self.opt.update(&refs, &grads, lr)?;
+                self.learner.optimizer_step(lr);
                 stats.lr = lr;
                 stats.grad_norm = norm;
                 stats.optimizer_steps += 1;
                 losses.push(batch_loss);
             }
         }
+        self.learner.sync_to(&self.model)?;
         stats.loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         stats.log_ratio_abs_mean = drift / seen.max(1.0);
         stats.clip_fraction = clipped / seen.max(1.0);
@@ -932,12 +905,7 @@ impl Trainer {
         let tmp = dir.with_file_name(tmp_name);
         let _ = std::fs::remove_dir_all(&tmp);
         self.model.save_hf(&self.tokenizer, &tmp)?;
-        let moments: HashMap<String, Tensor> = self
-            .opt
-            .state_tensors()
-            .into_iter()
-            .map(|(k, v)| v.to_device(&Device::Cpu).map(|v| (k, v)))
-            .collect::<Result<_, _>>()?;
+        let moments: HashMap<String, Tensor> = self.learner.state_tensors()?;
         candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
         let state = TrainerState {
@@ -946,7 +914,7 @@ impl Trainer {
             pool: self.pool.clone(),
             fixed_cursor: self.fixed_cursor,
             order: self.order.clone(),
-            optimizer_step: self.opt.step,
+            optimizer_step: self.learner.step,
             history: self.history.clone(),
         };
         let text = serde_json::to_string_pretty(&state)
@@ -994,9 +962,18 @@ impl Trainer {
         let st: TrainerState = serde_json::from_str(&text)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
         let op = ck.join("optimizer.safetensors");
-        let moments = candle_core::safetensors::load(&op, t.model.device())
+        let moments = candle_core::safetensors::load(&op, &Device::Cpu)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", op.display())))?;
-        t.opt.load_state(moments, st.optimizer_step)?;
+        // The learner restarts from the checkpoint's weights.
+        t.learner = Learner::new(
+            &t.model,
+            (t.cfg.adam_betas[0], t.cfg.adam_betas[1]),
+            t.cfg.adam_eps,
+            t.cfg.weight_decay,
+        )?;
+        t.learner
+            .load_state(moments, st.optimizer_step, &op.display().to_string())?;
+        t.learner.sync_to(&t.model)?;
         t.step = st.step;
         t.rng = Rng::new(st.rng_state);
         t.pool = st.pool;

@@ -1,0 +1,495 @@
+//! The Llama-family model driver (Llama 3.x, Qwen2/2.5 with q/k/v biases,
+//! SmolLM2; GQA; tied or untied head): one forward and one backward,
+//! written once against the [`Backend`] kernel list.
+
+use super::kernels::{AttnDims, GradFn};
+use super::{Backend, EngineError, Layout, Span};
+use crate::model::ModelConfig;
+
+/// Longest position table built (as the candle path's).
+const MAX_ROPE_POSITIONS: usize = 32_768;
+
+/// A batch of token rows and the positions whose next token is scored.
+#[derive(Debug, Clone, Default)]
+pub struct TokenBatch {
+    /// `b × t` token ids, row-major.
+    pub ids: Vec<u32>,
+    /// Sequences.
+    pub b: usize,
+    /// Positions per sequence.
+    pub t: usize,
+    /// Left padding of each sequence (keys before it are masked and
+    /// positions count from it); zeros for right-padded rows.
+    pub pad: Vec<u32>,
+    /// Scored positions: the flat index `s·t + i` whose hidden state predicts…
+    pub rows: Vec<u32>,
+    /// …this token.
+    pub targets: Vec<u32>,
+}
+
+impl TokenBatch {
+    /// Right-padded rows (pad id 0) scoring, for each sequence `s`, the
+    /// tokens at indices `from[s]..len` (each predicted from the one before;
+    /// `from[s] ≥ 1`).
+    pub fn right_padded(seqs: &[&[u32]], from: &[usize]) -> Result<TokenBatch, EngineError> {
+        let b = seqs.len();
+        let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if b == 0 || t == 0 || from.len() != b {
+            return Err(EngineError::Invalid(format!(
+                "batch of {b} sequences (longest {t}) with {} start positions",
+                from.len()
+            )));
+        }
+        let mut ids = Vec::with_capacity(b * t);
+        let (mut rows, mut targets) = (Vec::new(), Vec::new());
+        for (s, (seq, &f)) in seqs.iter().zip(from).enumerate() {
+            if f == 0 {
+                return Err(EngineError::Invalid(format!(
+                    "sequence {s}: the first token has no prediction to score"
+                )));
+            }
+            ids.extend_from_slice(seq);
+            ids.extend(std::iter::repeat_n(0, t - seq.len()));
+            for i in f..seq.len() {
+                rows.push((s * t + i - 1) as u32);
+                targets.push(seq[i]);
+            }
+        }
+        Ok(TokenBatch {
+            ids,
+            b,
+            t,
+            pad: vec![0; b],
+            rows,
+            targets,
+        })
+    }
+
+    /// Sequences × positions.
+    pub fn n(&self) -> usize {
+        self.b * self.t
+    }
+}
+
+/// What one layer's forward keeps for its backward.
+struct LayerActs<B: Backend> {
+    x_mid: B::Buf,
+    rstd1: B::Buf,
+    rstd2: B::Buf,
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    ctx: B::Buf,
+    lse: B::Buf,
+    g: B::Buf,
+    u: B::Buf,
+}
+
+/// Activation and gradient memory for batches of up to `cap` positions,
+/// allocated once and reused (grown when a larger batch comes).
+pub struct Activations<B: Backend> {
+    cap: usize,
+    /// Residual stream: the input of each layer, then the last output.
+    stream: Vec<B::Buf>,
+    layers: Vec<LayerActs<B>>,
+    rstd_f: B::Buf,
+    hf: B::Buf,
+    // Scratch shared by all layers.
+    norm: B::Buf,
+    hsw: B::Buf,
+    dx: B::Buf,
+    dnorm: B::Buf,
+    dhsw: B::Buf,
+    dg: B::Buf,
+    du: B::Buf,
+    dq: B::Buf,
+    dk: B::Buf,
+    dv: B::Buf,
+    dctx: B::Buf,
+    tail: B::TailScratch,
+}
+
+impl<B: Backend> Activations<B> {
+    fn new(be: &B, cfg: &ModelConfig, cap: usize) -> Result<Self, EngineError> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let nq = cfg.num_attention_heads * cfg.head_dim;
+        let nkv = cfg.num_key_value_heads * cfg.head_dim;
+        let z = |w: usize| be.zeros(cap * w);
+        let mut stream = Vec::with_capacity(cfg.num_hidden_layers + 1);
+        for _ in 0..=cfg.num_hidden_layers {
+            stream.push(z(h)?);
+        }
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for _ in 0..cfg.num_hidden_layers {
+            layers.push(LayerActs {
+                x_mid: z(h)?,
+                rstd1: z(1)?,
+                rstd2: z(1)?,
+                q: z(nq)?,
+                k: z(nkv)?,
+                v: z(nkv)?,
+                ctx: z(nq)?,
+                lse: z(cfg.num_attention_heads)?,
+                g: z(i)?,
+                u: z(i)?,
+            });
+        }
+        Ok(Activations {
+            cap,
+            stream,
+            layers,
+            rstd_f: z(1)?,
+            hf: z(h)?,
+            norm: z(h)?,
+            hsw: z(i)?,
+            dx: z(h)?,
+            dnorm: z(h)?,
+            dhsw: z(i)?,
+            dg: z(i)?,
+            du: z(i)?,
+            dq: z(nq)?,
+            dk: z(nkv)?,
+            dv: z(nkv)?,
+            dctx: z(nq)?,
+            tail: be.tail_scratch(cfg.vocab_size, h)?,
+        })
+    }
+
+    /// Positions this memory holds.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+/// The model driver: a configuration, its parameter layout, a backend and
+/// the RoPE tables on it.
+pub struct Llama<B: Backend> {
+    be: B,
+    cfg: ModelConfig,
+    layout: Layout,
+    rope_len: usize,
+    cos: B::Buf,
+    sin: B::Buf,
+}
+
+impl<B: Backend> Llama<B> {
+    /// A driver for `cfg` on `be`.
+    pub fn new(be: B, cfg: ModelConfig) -> Result<Self, EngineError> {
+        let layout = Layout::new(&cfg);
+        let (cos, sin) = (be.zeros(0)?, be.zeros(0)?);
+        Ok(Llama {
+            be,
+            cfg,
+            layout,
+            rope_len: 0,
+            cos,
+            sin,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.be
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Where each parameter lives.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Activation memory for batches of up to `positions` tokens.
+    pub fn activations(&self, positions: usize) -> Result<Activations<B>, EngineError> {
+        Activations::new(&self.be, &self.cfg, positions)
+    }
+
+    /// Grows the RoPE tables to `len` positions (computed as transformers
+    /// does: the angle in f32, its cosine and sine in f64).
+    fn ensure_rope(&mut self, len: usize) -> Result<(), EngineError> {
+        if len <= self.rope_len {
+            return Ok(());
+        }
+        let limit = self
+            .cfg
+            .max_position_embeddings
+            .clamp(1, MAX_ROPE_POSITIONS);
+        if len > limit {
+            return Err(EngineError::Invalid(format!(
+                "sequence of {len} positions is longer than the position table ({limit})"
+            )));
+        }
+        let len = len.next_power_of_two().min(limit);
+        let inv = self.cfg.rope_inv_freq();
+        let (mut cos, mut sin) = (Vec::with_capacity(len * inv.len()), Vec::new());
+        for p in 0..len {
+            for f in &inv {
+                let angle = (*f as f32 * p as f32) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        self.cos = self.be.upload(&cos)?;
+        self.sin = self.be.upload(&sin)?;
+        self.rope_len = len;
+        Ok(())
+    }
+
+    fn check(&self, batch: &TokenBatch) -> Result<(), EngineError> {
+        let n = batch.n();
+        if batch.ids.len() != n
+            || batch.pad.len() != batch.b
+            || batch.rows.len() != batch.targets.len()
+        {
+            return Err(EngineError::Invalid(format!(
+                "batch of {} × {} with {} ids, {} pads, {} rows, {} targets",
+                batch.b,
+                batch.t,
+                batch.ids.len(),
+                batch.pad.len(),
+                batch.rows.len(),
+                batch.targets.len()
+            )));
+        }
+        let v = self.cfg.vocab_size;
+        if let Some(&bad) = batch
+            .ids
+            .iter()
+            .chain(&batch.targets)
+            .find(|&&id| id as usize >= v)
+        {
+            return Err(EngineError::Invalid(format!(
+                "token id {bad} is outside the vocabulary ({v} tokens)"
+            )));
+        }
+        if let Some(&bad) = batch.rows.iter().find(|&&r| r as usize >= n) {
+            return Err(EngineError::Invalid(format!(
+                "scored row {bad} is outside the batch ({n} positions)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the batch: returns the log-probability of each scored target.
+    /// With `grad = (hook, grads)`, the backward follows: the hook maps
+    /// log-probs to ∂loss/∂log-prob chunk by chunk (see [`GradFn`]) and
+    /// every parameter's gradient is added into `grads` (laid out as the
+    /// parameters).
+    pub fn forward(
+        &mut self,
+        params: &B::Buf,
+        batch: &TokenBatch,
+        acts: &mut Activations<B>,
+        grad: Option<(&mut GradFn<'_, f32>, &mut B::Buf)>,
+    ) -> Result<Vec<f32>, EngineError> {
+        self.check(batch)?;
+        let n = batch.n();
+        if n > acts.cap {
+            *acts = self.activations(n)?;
+        }
+        self.ensure_rope(batch.t)?;
+        let cfg = &self.cfg;
+        let be = &self.be;
+        let lay = &self.layout;
+        let (h, im) = (cfg.hidden_size, cfg.intermediate_size);
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let (nq, nk) = (nh * hd, nkv * hd);
+        let eps = cfg.rms_norm_eps;
+        let dims = AttnDims {
+            b: batch.b,
+            t: batch.t,
+            nh,
+            nkv,
+            hd,
+        };
+        let pos: Vec<u32> = (0..n)
+            .map(|r| ((r % batch.t) as u32).saturating_sub(batch.pad[r / batch.t]))
+            .collect();
+        let ids = be.upload_ids(&batch.ids)?;
+        let pos = be.upload_ids(&pos)?;
+        let pad = be.upload_ids(&batch.pad)?;
+        let rows = be.upload_ids(&batch.rows)?;
+        let targets = be.upload_ids(&batch.targets)?;
+        let a = acts;
+
+        be.embedding(params, lay.embed, &ids, n, &mut a.stream[0], h);
+        for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter_mut()).enumerate() {
+            let (before, after) = a.stream.split_at_mut(l + 1);
+            let x = &before[l];
+            be.rmsnorm(
+                x,
+                params,
+                ls.input_norm,
+                &mut a.norm,
+                &mut la.rstd1,
+                n,
+                h,
+                eps,
+            );
+            be.matmul(
+                &a.norm,
+                params,
+                ls.q,
+                ls.q_bias,
+                &mut la.q,
+                (n, h, nq),
+                false,
+            );
+            be.matmul(
+                &a.norm,
+                params,
+                ls.k,
+                ls.k_bias,
+                &mut la.k,
+                (n, h, nk),
+                false,
+            );
+            be.matmul(
+                &a.norm,
+                params,
+                ls.v,
+                ls.v_bias,
+                &mut la.v,
+                (n, h, nk),
+                false,
+            );
+            be.rope(&mut la.q, &pos, n, &self.cos, &self.sin, nh, hd, false);
+            be.rope(&mut la.k, &pos, n, &self.cos, &self.sin, nkv, hd, false);
+            be.attention(&la.q, &la.k, &la.v, &mut la.ctx, &mut la.lse, &pad, dims);
+            be.copy(x, &mut la.x_mid, n * h);
+            be.matmul(&la.ctx, params, ls.o, None, &mut la.x_mid, (n, nq, h), true);
+            be.rmsnorm(
+                &la.x_mid,
+                params,
+                ls.post_norm,
+                &mut a.norm,
+                &mut la.rstd2,
+                n,
+                h,
+                eps,
+            );
+            be.matmul(&a.norm, params, ls.gate, None, &mut la.g, (n, h, im), false);
+            be.matmul(&a.norm, params, ls.up, None, &mut la.u, (n, h, im), false);
+            be.swiglu(&la.g, &la.u, &mut a.hsw, n * im);
+            let out = &mut after[0];
+            be.copy(&la.x_mid, out, n * h);
+            be.matmul(&a.hsw, params, ls.down, None, out, (n, im, h), true);
+        }
+        let last = &a.stream[cfg.num_hidden_layers];
+        be.rmsnorm(last, params, lay.norm, &mut a.hf, &mut a.rstd_f, n, h, eps);
+        let np = batch.rows.len();
+        let tail_dims = (cfg.vocab_size, h);
+        let Some((hook, grads)) = grad else {
+            return be.logprob_tail(
+                &a.hf,
+                params,
+                lay.head,
+                &rows,
+                &targets,
+                np,
+                None,
+                &mut a.tail,
+                tail_dims,
+            );
+        };
+
+        // Backward. `dnorm` first holds ∂loss/∂(final normed hidden).
+        be.zero(&mut a.dnorm, n * h);
+        let lp = be.logprob_tail(
+            &a.hf,
+            params,
+            lay.head,
+            &rows,
+            &targets,
+            np,
+            Some((hook, &mut a.dnorm, grads)),
+            &mut a.tail,
+            tail_dims,
+        )?;
+        be.zero(&mut a.dx, n * h);
+        be.rmsnorm_bwd(
+            last, params, lay.norm, &a.rstd_f, &a.dnorm, &mut a.dx, grads, n, h,
+        );
+        for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter()).enumerate().rev() {
+            let x = &a.stream[l];
+            // MLP: out = x_mid + down(silu(gate(m)) · up(m)), m = norm(x_mid).
+            be.swiglu(&la.g, &la.u, &mut a.hsw, n * im);
+            be.matmul_dw(&a.dx, &a.hsw, grads, ls.down, None, (n, im, h));
+            be.matmul_dx(&a.dx, params, ls.down, &mut a.dhsw, (n, im, h), false);
+            be.swiglu_bwd(&la.g, &la.u, &a.dhsw, &mut a.dg, &mut a.du, n * im);
+            be.rmsnorm_apply(
+                &la.x_mid,
+                params,
+                ls.post_norm,
+                &la.rstd2,
+                &mut a.norm,
+                n,
+                h,
+            );
+            be.matmul_dw(&a.dg, &a.norm, grads, ls.gate, None, (n, h, im));
+            be.matmul_dw(&a.du, &a.norm, grads, ls.up, None, (n, h, im));
+            be.matmul_dx(&a.dg, params, ls.gate, &mut a.dnorm, (n, h, im), false);
+            be.matmul_dx(&a.du, params, ls.up, &mut a.dnorm, (n, h, im), true);
+            be.rmsnorm_bwd(
+                &la.x_mid,
+                params,
+                ls.post_norm,
+                &la.rstd2,
+                &a.dnorm,
+                &mut a.dx,
+                grads,
+                n,
+                h,
+            );
+            // Attention: x_mid = x + o(attn(rope(q(a)), rope(k(a)), v(a))), a = norm(x).
+            be.matmul_dw(&a.dx, &la.ctx, grads, ls.o, None, (n, nq, h));
+            be.matmul_dx(&a.dx, params, ls.o, &mut a.dctx, (n, nq, h), false);
+            be.zero(&mut a.dq, n * nq);
+            be.zero(&mut a.dk, n * nk);
+            be.zero(&mut a.dv, n * nk);
+            be.attention_bwd(
+                &la.q, &la.k, &la.v, &la.ctx, &la.lse, &a.dctx, &mut a.dq, &mut a.dk, &mut a.dv,
+                &pad, dims,
+            );
+            be.rope(&mut a.dq, &pos, n, &self.cos, &self.sin, nh, hd, true);
+            be.rope(&mut a.dk, &pos, n, &self.cos, &self.sin, nkv, hd, true);
+            be.rmsnorm_apply(x, params, ls.input_norm, &la.rstd1, &mut a.norm, n, h);
+            be.matmul_dw(&a.dq, &a.norm, grads, ls.q, ls.q_bias, (n, h, nq));
+            be.matmul_dw(&a.dk, &a.norm, grads, ls.k, ls.k_bias, (n, h, nk));
+            be.matmul_dw(&a.dv, &a.norm, grads, ls.v, ls.v_bias, (n, h, nk));
+            be.matmul_dx(&a.dq, params, ls.q, &mut a.dnorm, (n, h, nq), false);
+            be.matmul_dx(&a.dk, params, ls.k, &mut a.dnorm, (n, h, nk), true);
+            be.matmul_dx(&a.dv, params, ls.v, &mut a.dnorm, (n, h, nk), true);
+            be.rmsnorm_bwd(
+                x,
+                params,
+                ls.input_norm,
+                &la.rstd1,
+                &a.dnorm,
+                &mut a.dx,
+                grads,
+                n,
+                h,
+            );
+        }
+        be.embedding_bwd(grads, lay.embed, &ids, n, &a.dx, h);
+        be.sync()?;
+        Ok(lp)
+    }
+
+    /// The span of parameter `name`, if the layout has it.
+    pub fn span_of(&self, name: &str) -> Option<Span> {
+        self.layout
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.span)
+    }
+}

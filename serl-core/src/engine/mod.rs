@@ -1,0 +1,249 @@
+//! The compute engine: a fixed list of kernels, each with the backward that
+//! training needs, behind the [`Backend`] seam, and one Llama-family model
+//! driver written against it ([`Llama`]). Parameters, gradients and
+//! optimizer moments live in flat buffers laid out by [`Layout`];
+//! activations in buffers sized once per batch shape ([`Activations`]).
+//!
+//! The CPU backend ([`Cpu`]) is the reference; a GPU backend implements the
+//! same trait, and the learner, sampler and checkpoints stay as they are.
+//! Kernels never assume host memory: buffers are the backend's own type,
+//! and data crosses only through [`Backend::upload`] and [`Backend::read`].
+
+mod cpu;
+pub mod kernels;
+mod layout;
+mod llama;
+
+pub use cpu::Cpu;
+pub use kernels::{AttnDims, GradFn};
+pub use layout::{LayerSpans, Layout, ParamInfo, Span};
+pub use llama::{Activations, Llama, TokenBatch};
+
+/// What can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A batch or buffer that does not fit the model (names what and why).
+    #[error("engine: {0}")]
+    Invalid(String),
+    /// The device could not allocate or run.
+    #[error("engine device: {0}")]
+    Device(String),
+}
+
+/// Matrix-product sizes: rows, input width, output width.
+pub type MmDims = (usize, usize, usize);
+
+/// A compute device: owns buffers of `f32` and runs the kernel list on
+/// them. Every call may be asynchronous; [`Backend::read`] and
+/// [`Backend::sync`] wait. Spans index into buffers; a kernel's outputs
+/// never alias its inputs.
+pub trait Backend {
+    /// A device buffer of `f32`.
+    type Buf;
+    /// A device buffer of `u32` (token ids, positions, row indices).
+    type Ids;
+    /// Working memory of the fused output tail.
+    type TailScratch;
+
+    /// A short name for messages (`cpu`).
+    fn name(&self) -> String;
+    /// A zeroed buffer of `len` elements.
+    fn zeros(&self, len: usize) -> Result<Self::Buf, EngineError>;
+    /// A buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf, EngineError>;
+    /// An id buffer holding `ids`.
+    fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids, EngineError>;
+    /// Copies `span` of `buf` to the host.
+    fn read(&self, buf: &Self::Buf, span: Span) -> Result<Vec<f32>, EngineError>;
+    /// Overwrites `buf` from `off` with `data`.
+    fn write(&self, buf: &mut Self::Buf, off: usize, data: &[f32]) -> Result<(), EngineError>;
+    /// Waits for all queued work.
+    fn sync(&self) -> Result<(), EngineError>;
+    /// Sets the first `len` elements to zero.
+    fn zero(&self, buf: &mut Self::Buf, len: usize);
+    /// `dst[..len] = src[..len]`.
+    fn copy(&self, src: &Self::Buf, dst: &mut Self::Buf, len: usize);
+    /// `dst[..len] += src[..len]`.
+    fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, len: usize);
+
+    /// `out[r] = table[ids[r]]`, rows of width `d`.
+    fn embedding(
+        &self,
+        params: &Self::Buf,
+        table: Span,
+        ids: &Self::Ids,
+        n: usize,
+        out: &mut Self::Buf,
+        d: usize,
+    );
+    /// `grads[table][ids[r]] += dout[r]`.
+    fn embedding_bwd(
+        &self,
+        grads: &mut Self::Buf,
+        table: Span,
+        ids: &Self::Ids,
+        n: usize,
+        dout: &Self::Buf,
+        d: usize,
+    );
+    /// RMSNorm of `n` rows: writes `out` and the rows' `rstd`.
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm(
+        &self,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Span,
+        out: &mut Self::Buf,
+        rstd: &mut Self::Buf,
+        n: usize,
+        d: usize,
+        eps: f64,
+    );
+    /// RMSNorm from a saved `rstd` (recomputation in the backward).
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm_apply(
+        &self,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Span,
+        rstd: &Self::Buf,
+        out: &mut Self::Buf,
+        n: usize,
+        d: usize,
+    );
+    /// RMSNorm backward: `dx += …`, `grads[w] += …`.
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm_bwd(
+        &self,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Span,
+        rstd: &Self::Buf,
+        dout: &Self::Buf,
+        dx: &mut Self::Buf,
+        grads: &mut Self::Buf,
+        n: usize,
+        d: usize,
+    );
+    /// `out (+)= x · wᵀ (+ bias)` with `w` `[o, i]` in `params`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &self,
+        x: &Self::Buf,
+        params: &Self::Buf,
+        w: Span,
+        bias: Option<Span>,
+        out: &mut Self::Buf,
+        dims: MmDims,
+        acc: bool,
+    );
+    /// `dx (+)= dout · w`.
+    fn matmul_dx(
+        &self,
+        dout: &Self::Buf,
+        params: &Self::Buf,
+        w: Span,
+        dx: &mut Self::Buf,
+        dims: MmDims,
+        acc: bool,
+    );
+    /// `grads[w] += doutᵀ · x`, `grads[bias] += Σ dout`.
+    fn matmul_dw(
+        &self,
+        dout: &Self::Buf,
+        x: &Self::Buf,
+        grads: &mut Self::Buf,
+        w: Span,
+        bias: Option<Span>,
+        dims: MmDims,
+    );
+    /// Rotary embedding in place on `n` rows of `heads × hd`; `inverse` for the backward.
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &self,
+        x: &mut Self::Buf,
+        pos: &Self::Ids,
+        n: usize,
+        cos: &Self::Buf,
+        sin: &Self::Buf,
+        heads: usize,
+        hd: usize,
+        inverse: bool,
+    );
+    /// Causal GQA attention with left-padding offsets `pad` per sequence; writes `out`, `lse`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        out: &mut Self::Buf,
+        lse: &mut Self::Buf,
+        pad: &Self::Ids,
+        d: AttnDims,
+    );
+    /// Attention backward: `dq`, `dk`, `dv` accumulate.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_bwd(
+        &self,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        out: &Self::Buf,
+        lse: &Self::Buf,
+        dout: &Self::Buf,
+        dq: &mut Self::Buf,
+        dk: &mut Self::Buf,
+        dv: &mut Self::Buf,
+        pad: &Self::Ids,
+        d: AttnDims,
+    );
+    /// `out = silu(g) · u` over `len` elements.
+    fn swiglu(&self, g: &Self::Buf, u: &Self::Buf, out: &mut Self::Buf, len: usize);
+    /// SwiGLU backward: writes `dg`, `du`.
+    fn swiglu_bwd(
+        &self,
+        g: &Self::Buf,
+        u: &Self::Buf,
+        dout: &Self::Buf,
+        dg: &mut Self::Buf,
+        du: &mut Self::Buf,
+        len: usize,
+    );
+    /// Working memory for the tail over a vocabulary `v` and width `d`.
+    fn tail_scratch(&self, v: usize, d: usize) -> Result<Self::TailScratch, EngineError>;
+    /// The fused tail: log-probs of `targets` after hidden rows `rows`
+    /// (returned to the host), and with `grad` its backward into `dh` and
+    /// `grads[head]`, chunk by chunk through the loss hook.
+    #[allow(clippy::too_many_arguments)]
+    fn logprob_tail(
+        &self,
+        h: &Self::Buf,
+        params: &Self::Buf,
+        head: Span,
+        rows: &Self::Ids,
+        targets: &Self::Ids,
+        n: usize,
+        grad: Option<(&mut GradFn<'_, f32>, &mut Self::Buf, &mut Self::Buf)>,
+        scratch: &mut Self::TailScratch,
+        dims: (usize, usize),
+    ) -> Result<Vec<f32>, EngineError>;
+    /// One AdamW step of the whole flat parameter buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn adamw(
+        &self,
+        params: &mut Self::Buf,
+        grads: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        wd: f64,
+        step: usize,
+    );
+    /// Σ x² over the first `len` elements (read back to the host).
+    fn sq_sum(&self, x: &Self::Buf, len: usize) -> Result<f64, EngineError>;
+    /// `x[..len] *= s`.
+    fn scale(&self, x: &mut Self::Buf, len: usize, s: f64);
+}

@@ -1,0 +1,241 @@
+//! The learner: batches of token rows → log-probs, a loss gradient, the
+//! parameters' gradients, global-norm clipping and AdamW, all on the
+//! compute engine ([`crate::engine`]) with f32 master weights in flat
+//! buffers. The sampler's candle [`Model`] receives the weights after each
+//! optimizer step ([`Learner::sync_to`]).
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor};
+
+use super::TrainError;
+use crate::engine::{Activations, Backend, Cpu, GradFn, Layout, Llama, Span, TokenBatch};
+use crate::model::Model;
+
+/// Weights, gradients and AdamW moments of one model on the engine.
+pub struct Learner {
+    llama: Llama<Cpu>,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    acts: Option<Activations<Cpu>>,
+    /// AdamW β1, β2.
+    pub betas: (f64, f64),
+    /// AdamW ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Optimizer steps taken.
+    pub step: usize,
+}
+
+impl Learner {
+    /// A learner holding `model`'s weights (as f32) with zero moments.
+    pub fn new(
+        model: &Model,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+    ) -> Result<Learner, TrainError> {
+        let llama = Llama::new(Cpu, model.config().clone())?;
+        let layout = llama.layout().clone();
+        let be = llama.backend();
+        let mut params = be.zeros(layout.total)?;
+        let named = model.named_parameters();
+        if named.len() != layout.params.len() {
+            return Err(TrainError::Config(format!(
+                "model has {} parameters, its layout {}",
+                named.len(),
+                layout.params.len()
+            )));
+        }
+        for ((name, var), info) in named.iter().zip(&layout.params) {
+            if *name != info.name || var.as_tensor().dims() != info.shape.as_slice() {
+                return Err(TrainError::Config(format!(
+                    "parameter {name:?} {:?} does not match the layout's {:?} {:?}",
+                    var.as_tensor().dims(),
+                    info.name,
+                    info.shape
+                )));
+            }
+            let data: Vec<f32> = var
+                .as_tensor()
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?;
+            be.write(&mut params, info.span.off, &data)?;
+        }
+        Ok(Learner {
+            grads: be.zeros(layout.total)?,
+            m: be.zeros(layout.total)?,
+            v: be.zeros(layout.total)?,
+            params,
+            llama,
+            acts: None,
+            betas,
+            eps,
+            weight_decay,
+            step: 0,
+        })
+    }
+
+    /// Where each parameter lives in the flat buffers.
+    pub fn layout(&self) -> &Layout {
+        self.llama.layout()
+    }
+
+    fn run(
+        &mut self,
+        batch: &TokenBatch,
+        grad: Option<&mut GradFn<'_, f32>>,
+    ) -> Result<Vec<f32>, TrainError> {
+        let mut acts = match self.acts.take() {
+            Some(a) => a,
+            None => self.llama.activations(batch.n())?,
+        };
+        let out = self.llama.forward(
+            &self.params,
+            batch,
+            &mut acts,
+            grad.map(|g| (g, &mut self.grads)),
+        );
+        self.acts = Some(acts);
+        Ok(out?)
+    }
+
+    /// Log-probabilities of the batch's scored targets (no gradient).
+    pub fn logprobs(&mut self, batch: &TokenBatch) -> Result<Vec<f32>, TrainError> {
+        self.run(batch, None)
+    }
+
+    /// Forward and backward: returns the scored log-probs and adds the
+    /// gradient of the loss into the gradient buffer. `dloss` maps a chunk
+    /// of log-probs (from index `start` of the batch's scored positions) to
+    /// ∂loss/∂log-prob.
+    pub fn accumulate(
+        &mut self,
+        batch: &TokenBatch,
+        dloss: &mut GradFn<'_, f32>,
+    ) -> Result<Vec<f32>, TrainError> {
+        self.run(batch, Some(dloss))
+    }
+
+    /// The accumulated gradient of one parameter (tests, diagnostics).
+    pub fn grad(&self, name: &str) -> Option<Vec<f32>> {
+        let span = self.llama.span_of(name)?;
+        Some(self.grads[span.off..span.off + span.len].to_vec())
+    }
+
+    /// The current value of one parameter.
+    pub fn param(&self, name: &str) -> Option<Vec<f32>> {
+        let span = self.llama.span_of(name)?;
+        Some(self.params[span.off..span.off + span.len].to_vec())
+    }
+
+    /// Clips the accumulated gradient to a global L2 norm of `max_norm`;
+    /// returns the norm before clipping.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64, TrainError> {
+        let be = self.llama.backend();
+        let len = self.grads.len();
+        let norm = be.sq_sum(&self.grads, len)?.sqrt();
+        if norm.is_finite() && norm > max_norm {
+            be.scale(&mut self.grads, len, max_norm / (norm + 1e-6));
+        }
+        Ok(norm)
+    }
+
+    /// One AdamW step with learning rate `lr`, then zeroes the gradient.
+    pub fn optimizer_step(&mut self, lr: f64) {
+        self.step += 1;
+        let be = self.llama.backend();
+        be.adamw(
+            &mut self.params,
+            &self.grads,
+            &mut self.m,
+            &mut self.v,
+            lr,
+            self.betas,
+            self.eps,
+            self.weight_decay,
+            self.step,
+        );
+        let len = self.grads.len();
+        be.zero(&mut self.grads, len);
+    }
+
+    /// Sets the gradient to zero.
+    pub fn zero_grad(&mut self) {
+        let len = self.grads.len();
+        self.llama.backend().zero(&mut self.grads, len);
+    }
+
+    /// Writes the learner's weights into `model` (in its dtype).
+    pub fn sync_to(&self, model: &Model) -> Result<(), TrainError> {
+        for ((_, var), info) in model.named_parameters().iter().zip(&self.layout().params) {
+            let t = self.tensor(&self.params, info.span, &info.shape, model)?;
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    fn tensor(
+        &self,
+        buf: &[f32],
+        span: Span,
+        shape: &[usize],
+        model: &Model,
+    ) -> Result<Tensor, TrainError> {
+        Ok(Tensor::from_slice(
+            &buf[span.off..span.off + span.len],
+            shape,
+            model.device(),
+        )?)
+    }
+
+    /// The moments as named tensors (`m.<i>`, `v.<i>`, `i` in checkpoint
+    /// order) for a checkpoint.
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>, TrainError> {
+        let mut out = HashMap::new();
+        let cpu = candle_core::Device::Cpu;
+        for (i, info) in self.layout().params.iter().enumerate() {
+            let s = info.span;
+            let m = Tensor::from_slice(&self.m[s.off..s.off + s.len], info.shape.as_slice(), &cpu)?;
+            let v = Tensor::from_slice(&self.v[s.off..s.off + s.len], info.shape.as_slice(), &cpu)?;
+            out.insert(format!("m.{i}"), m);
+            out.insert(format!("v.{i}"), v);
+        }
+        Ok(out)
+    }
+
+    /// Restores moments saved by [`Learner::state_tensors`] and the step
+    /// count; `origin` names the file in errors.
+    pub fn load_state(
+        &mut self,
+        mut t: HashMap<String, Tensor>,
+        step: usize,
+        origin: &str,
+    ) -> Result<(), TrainError> {
+        let infos = self.layout().params.clone();
+        for (i, info) in infos.iter().enumerate() {
+            for (key, buf) in [("m", &mut self.m), ("v", &mut self.v)] {
+                let name = format!("{key}.{i}");
+                let x = t.remove(&name).ok_or_else(|| {
+                    TrainError::Checkpoint(format!("{origin}: optimizer state {name} missing"))
+                })?;
+                if x.dims() != info.shape.as_slice() {
+                    return Err(TrainError::Checkpoint(format!(
+                        "{origin}: optimizer state {name} ({}) has shape {:?}, expected {:?}",
+                        info.name,
+                        x.dims(),
+                        info.shape
+                    )));
+                }
+                let data: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                buf[info.span.off..info.span.off + info.span.len].copy_from_slice(&data);
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
