@@ -2,8 +2,12 @@
 //!
 //!   generate MODEL BATCH PREFILL NEW  — tokens/s of batched sampling
 //!     (BATCH prompts of PREFILL tokens, NEW new tokens each, EOS ignored)
-//!   train LAYERS WIDTH BATCH SEQ     — seconds per training-path step
-//!     (forward + backward of the summed token log-probs) on a random Llama
+//!   train LAYERS WIDTH BATCH SEQ     — seconds per training step (forward
+//!     + backward of the summed token log-probs) on a random Llama: the
+//!     compute engine's learner, then the candle autograd path (the oracle)
+//!   update MODEL MICRO SEQ STEPS     — one update as the trainer runs it:
+//!     reference forward, the engine's forward + backward, clipping and AdamW
+//!     on a loaded model (micro-batch MICRO × SEQ tokens, median of STEPS)
 //!   export-f32 GGUF_IN GGUF_OUT      — the GGUF with every tensor
 //!     dequantised to F32 (llama.cpp at the precision this engine runs)
 //!
@@ -11,14 +15,16 @@
 
 use std::time::Instant;
 
+use serl_core::engine::TokenBatch;
 use serl_core::model::generate::{self};
 use serl_core::model::{
     DType, Device, Family, GenerateRequest, LoadOptions, Model, ModelConfig, SamplingParams,
 };
+use serl_core::train::{Learner, Scorer};
 
 fn arg(i: usize) -> String {
     std::env::args().nth(i).unwrap_or_else(|| {
-        eprintln!("usage: bench_model generate MODEL BATCH PREFILL NEW | train LAYERS WIDTH BATCH SEQ | export-f32 IN OUT");
+        eprintln!("usage: bench_model generate MODEL BATCH PREFILL NEW | train LAYERS WIDTH BATCH SEQ | update MODEL MICRO SEQ STEPS | export-f32 IN OUT");
         std::process::exit(2)
     })
 }
@@ -30,7 +36,51 @@ fn num(i: usize) -> usize {
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Median seconds of `runs` calls after one warm-up call.
+fn median(runs: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+    f()?;
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Peak resident memory of this process (Linux; 0 elsewhere).
+fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// With `SERL_PROFILE` set, prints the learner's kernel times to stderr.
+fn print_profile(learner: &mut Learner, runs: usize) {
+    if let Some(p) = learner.profile() {
+        let total: f64 = p.kernels.iter().map(|k| k.1).sum();
+        let mut ks = p.kernels.clone();
+        ks.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (name, secs, calls) in ks {
+            eprintln!(
+                "{name:>14}: {:8.3} s per step ({:5.1}%), {} calls",
+                secs / runs as f64,
+                100.0 * secs / total,
+                calls / runs
+            );
+        }
+    }
+}
+
+fn main() -> Res<()> {
     match arg(1).as_str() {
         "generate" => {
             let (model, tok) = serl_core::model::load_model(
@@ -100,23 +150,74 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let params = cfg.num_parameters();
             let model = Model::random(cfg, 1, &Device::Cpu, DType::F32)?;
-            let ids: Vec<u32> = (0..batch * seq)
-                .map(|i| ((i * 7919) % 32_000) as u32)
+            let rows: Vec<Vec<u32>> = (0..batch)
+                .map(|b| {
+                    (0..seq)
+                        .map(|i| (((b * seq + i) * 7919) % 32_000) as u32)
+                        .collect()
+                })
                 .collect();
-            let ids = candle_core::Tensor::from_vec(ids, (batch, seq), &Device::Cpu)?;
-            let mut times = Vec::new();
-            for _ in 0..4 {
-                let t = Instant::now();
-                let loss = model.token_logprobs(&ids)?.sum_all()?;
-                let grads = loss.backward()?;
-                std::hint::black_box(&grads);
-                times.push(t.elapsed().as_secs_f64());
-            }
-            times.remove(0);
-            times.sort_by(f64::total_cmp);
+            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+            let tb = TokenBatch::right_padded(&refs, &vec![1; batch])?;
+            let mut learner = Learner::new(&model, (0.9, 0.95), 1e-8, 0.0)?;
+            // The sampler's copy of the weights stays, as in the trainer.
+            let profiling = std::env::var_os("SERL_PROFILE").is_some();
+            let engine = median(4, || {
+                learner.zero_grad();
+                learner.set_profiling(profiling);
+                learner.accumulate(&tb, &mut |_, _, d| d.fill(1.0))?;
+                print_profile(&mut learner, 1);
+                Ok(())
+            })?;
+            let ids = candle_core::Tensor::from_vec(rows.concat(), (batch, seq), &Device::Cpu)?;
+            let candle = if std::env::var_os("SKIP_CANDLE").is_some() {
+                f64::NAN
+            } else {
+                median(4, || {
+                    let loss = model.token_logprobs(&ids)?.sum_all()?;
+                    std::hint::black_box(loss.backward()?);
+                    Ok(())
+                })?
+            };
             println!(
-                "{{\"bench\": \"train_step\", \"parameters\": {params}, \"batch\": {batch}, \"seq\": {seq}, \"median_seconds\": {:.3}}}",
-                times[times.len() / 2]
+                "{{\"bench\": \"train_step\", \"parameters\": {params}, \"batch\": {batch}, \"seq\": {seq}, \"engine_median_seconds\": {engine:.3}, \"candle_median_seconds\": {candle:.3}, \"peak_rss_mb\": {}}}",
+                peak_rss_mb()
+            );
+        }
+        "update" => {
+            let (model, _) = serl_core::model::load_model(
+                std::path::Path::new(&arg(2)),
+                &LoadOptions::default(),
+            )?;
+            let (micro, seq, steps) = (num(3), num(4), num(5));
+            let vocab = model.config().vocab_size;
+            let rows: Vec<Vec<u32>> = (0..micro)
+                .map(|b| {
+                    (0..seq)
+                        .map(|i| (((b * seq + i) * 7919) % vocab) as u32)
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+            // Scored from a 64-token prompt on, as rollouts are.
+            let tb = TokenBatch::right_padded(&refs, &vec![64.min(seq - 1); micro])?;
+            let mut learner = Learner::new(&model, (0.9, 0.95), 1e-8, 0.0)?;
+            let mut reference = Scorer::new(&model)?;
+            // The sampler's copy of the weights stays, as in the trainer.
+            let profiling = std::env::var_os("SERL_PROFILE").is_some();
+            let secs = median(steps, || {
+                learner.set_profiling(profiling);
+                // The reference forward, as the trainer runs it.
+                std::hint::black_box(reference.logprobs(&tb)?);
+                learner.accumulate(&tb, &mut |_, _, d| d.fill(1e-3))?;
+                learner.clip_grad_norm(1.0)?;
+                learner.optimizer_step(1e-6);
+                print_profile(&mut learner, 1);
+                Ok(())
+            })?;
+            println!(
+                "{{\"bench\": \"update\", \"micro\": {micro}, \"seq\": {seq}, \"median_seconds\": {secs:.3}, \"peak_rss_mb\": {}}}",
+                peak_rss_mb()
             );
         }
         "export-f32" => {

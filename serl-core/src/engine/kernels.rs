@@ -11,11 +11,34 @@ use rayon::prelude::*;
 pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'static {
     /// `x` converted (rounded for f32).
     fn of(x: f64) -> Self;
+
+    /// The largest element (−∞ for none).
+    fn max_of(x: &[Self]) -> Self {
+        x.iter().fold(Self::neg_infinity(), |a, &b| a.max(b))
+    }
+
+    /// `x ← exp(x − m)` elementwise; returns the sum.
+    fn exp_shifted(x: &mut [Self], m: Self) -> Self {
+        let mut s = Self::zero();
+        for v in x.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v;
+        }
+        s
+    }
 }
 
 impl Real for f32 {
     fn of(x: f64) -> Self {
         x as f32
+    }
+
+    fn max_of(x: &[f32]) -> f32 {
+        super::simd::max(x)
+    }
+
+    fn exp_shifted(x: &mut [f32], m: f32) -> f32 {
+        super::simd::exp_shifted(x, m)
     }
 }
 
@@ -68,15 +91,57 @@ unsafe fn gemm<T: Real>(
         return;
     }
     assert!(dst.len() >= m * n, "gemm: destination too small");
+    let dst = Mat {
+        ptr: dst.as_mut_ptr() as *const T,
+        rs: n as isize,
+        cs: 1,
+    };
     // SAFETY: the caller guarantees the operands' extents; dst was checked.
+    unsafe {
+        gemm_strided(
+            m,
+            n,
+            k,
+            dst,
+            acc,
+            lhs,
+            rhs,
+            T::one(),
+            gemm::Parallelism::Rayon(0),
+        )
+    };
+}
+
+/// `dst (+)= alpha · lhs · rhs` with every operand strided; `dst.ptr` is
+/// written through.
+///
+/// # Safety
+/// Every operand must address its extent through its strides, and no
+/// other thread may touch `dst`'s elements meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_strided<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: Mat<T>,
+    acc: bool,
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    alpha: T,
+    par: gemm::Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller guarantees the extents and exclusive access.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst.ptr as *mut T,
+            dst.cs,
+            dst.rs,
             acc,
             lhs.ptr,
             lhs.cs,
@@ -85,11 +150,11 @@ unsafe fn gemm<T: Real>(
             rhs.cs,
             rhs.rs,
             T::one(),
-            T::one(),
+            alpha,
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            par,
         );
     }
 }
@@ -297,14 +362,24 @@ struct Shared<T>(*mut T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
-fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).map(|(&x, &y)| x * y).sum()
-}
-
-fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
+/// Row `i`'s scores `S[i, j]` (`j ≤ i`, the rest −∞) turned into
+/// probabilities with the saved (or, with `lse = None`, new) log-sum-exp.
+fn causal_softmax_row<T: Real>(row: &mut [T], i: usize, lse: Option<T>) -> T {
+    let l = match lse {
+        Some(l) => {
+            T::exp_shifted(&mut row[..=i], l);
+            l
+        }
+        None => {
+            let m = T::max_of(&row[..=i]);
+            let z = T::exp_shifted(&mut row[..=i], m);
+            let inv = T::one() / z;
+            row[..=i].iter_mut().for_each(|x| *x = *x * inv);
+            m + z.ln()
+        }
+    };
+    row[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+    l
 }
 
 /// Causal grouped-query attention. `q` is `[b·t, nh·hd]`, `k`/`v` are
@@ -312,6 +387,8 @@ fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
 /// log-sum-exp of scores for the backward, which recomputes the
 /// probabilities instead of storing them. Keys before `pad[s]` of sequence
 /// `s` are masked (left padding); a query with no visible key gives zeros.
+/// Each (sequence, head) is a pair of matrix products over its unpadded
+/// square, as in llm.c.
 pub fn attention<T: Real>(
     q: &[T],
     k: &[T],
@@ -329,49 +406,69 @@ pub fn attention<T: Real>(
     assert!(out.len() >= b * t * qw && lse.len() >= b * nh * t && pad.len() >= b);
     let outp = Shared(out.as_mut_ptr());
     let lsep = Shared(lse.as_mut_ptr());
+    let none = gemm::Parallelism::None;
     (0..b * nh).into_par_iter().for_each(|bh| {
         let (s, h) = (bh / nh, bh % nh);
         let kvh = h / rep;
         let p0 = (pad[s] as usize).min(t);
-        let mut scores = vec![T::zero(); t];
+        let tq = t - p0;
         let (outp, lsep) = (outp, lsep);
-        for i in 0..t {
-            let row = (s * t + i) * qw + h * hd;
-            // SAFETY: task (s, h) alone writes out's row (s, i) head h and
-            // lse entry (s, h, i); both lie inside the checked extents.
-            let o = unsafe { std::slice::from_raw_parts_mut(outp.0.add(row), hd) };
-            let l = unsafe { &mut *lsep.0.add((s * nh + h) * t + i) };
+        let row0 = s * t + p0;
+        // SAFETY: task (s, h) alone writes out's rows of sequence s at head
+        // h and lse's (s, h) row; both inside the checked extents.
+        let lrow = unsafe { std::slice::from_raw_parts_mut(lsep.0.add((s * nh + h) * t), t) };
+        lrow[..p0].iter_mut().for_each(|x| *x = T::zero());
+        for i in 0..p0 {
+            let o = unsafe {
+                std::slice::from_raw_parts_mut(outp.0.add((s * t + i) * qw + h * hd), hd)
+            };
             o.iter_mut().for_each(|x| *x = T::zero());
-            if i < p0 {
-                *l = T::zero();
-                continue;
+        }
+        if tq == 0 {
+            return;
+        }
+        let mut sc = vec![T::zero(); tq * tq];
+        let qm = Mat {
+            ptr: q[row0 * qw + h * hd..].as_ptr(),
+            rs: qw as isize,
+            cs: 1,
+        };
+        let kt = Mat {
+            ptr: k[row0 * kw + kvh * hd..].as_ptr(),
+            rs: 1,
+            cs: kw as isize,
+        };
+        let vm = Mat {
+            ptr: v[row0 * kw + kvh * hd..].as_ptr(),
+            rs: kw as isize,
+            cs: 1,
+        };
+        let scm = Mat {
+            ptr: sc.as_ptr(),
+            rs: tq as isize,
+            cs: 1,
+        };
+        let om = Mat {
+            ptr: unsafe { outp.0.add(row0 * qw + h * hd) } as *const T,
+            rs: qw as isize,
+            cs: 1,
+        };
+        // SAFETY: the operands address rows p0..t of sequence s at this
+        // head; sc is tq × tq; om is this task's own part of out.
+        unsafe {
+            gemm_strided(tq, tq, hd, scm, false, qm, kt, scale, none);
+            for (i, row) in sc.chunks_mut(tq).enumerate() {
+                lrow[p0 + i] = causal_softmax_row(row, i, None);
             }
-            let qi = &q[row..row + hd];
-            let mut m = T::neg_infinity();
-            for j in p0..=i {
-                let kj = &k[(s * t + j) * kw + kvh * hd..][..hd];
-                let sc = dot(qi, kj) * scale;
-                scores[j] = sc;
-                if sc > m {
-                    m = sc;
-                }
-            }
-            let mut z = T::zero();
-            for j in p0..=i {
-                let e = (scores[j] - m).exp();
-                z += e;
-                axpy(o, e, &v[(s * t + j) * kw + kvh * hd..][..hd]);
-            }
-            let inv = T::one() / z;
-            o.iter_mut().for_each(|x| *x = *x * inv);
-            *l = m + z.ln();
+            gemm_strided(tq, hd, tq, om, false, scm, vm, T::one(), none);
         }
     });
 }
 
 /// Backward of [`attention`]: accumulates into `dq`, `dk`, `dv` (same
 /// shapes as `q`, `k`, `v`) from `dout`, recomputing the probabilities
-/// from `lse` (FlashAttention-2's recurrence, one key at a time).
+/// from `lse`: `dV += Pᵀ dO`, `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))`,
+/// `dQ += scale · dS K`, `dK += scale · dSᵀ Q`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_bwd<T: Real>(
     q: &[T],
@@ -390,6 +487,7 @@ pub fn attention_bwd<T: Real>(
     let rep = nh / nkv;
     let (qw, kw) = (nh * hd, nkv * hd);
     let scale = T::of(1.0 / (hd as f64).sqrt());
+    assert!(q.len() >= b * t * qw && k.len() >= b * t * kw && v.len() >= b * t * kw);
     assert!(dq.len() >= b * t * qw && dk.len() >= b * t * kw && dv.len() >= b * t * kw);
     assert!(out.len() >= b * t * qw && dout.len() >= b * t * qw && lse.len() >= b * nh * t);
     let (dqp, dkp, dvp) = (
@@ -397,30 +495,109 @@ pub fn attention_bwd<T: Real>(
         Shared(dk.as_mut_ptr()),
         Shared(dv.as_mut_ptr()),
     );
+    let none = gemm::Parallelism::None;
     (0..b * nkv).into_par_iter().for_each(|bk| {
         let (s, kvh) = (bk / nkv, bk % nkv);
         let p0 = (pad[s] as usize).min(t);
+        let tq = t - p0;
+        if tq == 0 {
+            return;
+        }
         let (dqp, dkp, dvp) = (dqp, dkp, dvp);
+        let row0 = s * t + p0;
+        let mut pm = vec![T::zero(); tq * tq];
+        let mut dpm = vec![T::zero(); tq * tq];
+        let kr = row0 * kw + kvh * hd;
+        let km = Mat {
+            ptr: k[kr..].as_ptr(),
+            rs: kw as isize,
+            cs: 1,
+        };
+        let kt = Mat {
+            ptr: k[kr..].as_ptr(),
+            rs: 1,
+            cs: kw as isize,
+        };
+        let vt = Mat {
+            ptr: v[kr..].as_ptr(),
+            rs: 1,
+            cs: kw as isize,
+        };
+        // SAFETY: task (s, kvh) alone touches dq rows of its query heads and
+        // dk/dv rows of its key/value head in sequence s.
+        let dkm = Mat {
+            ptr: unsafe { dkp.0.add(kr) } as *const T,
+            rs: kw as isize,
+            cs: 1,
+        };
+        let dvm = Mat {
+            ptr: unsafe { dvp.0.add(kr) } as *const T,
+            rs: kw as isize,
+            cs: 1,
+        };
         for h in kvh * rep..(kvh + 1) * rep {
-            for i in p0..t {
-                let row = (s * t + i) * qw + h * hd;
-                let (qi, oi, gi) = (&q[row..row + hd], &out[row..row + hd], &dout[row..row + hd]);
-                let dd = dot(gi, oi);
-                let l = lse[(s * nh + h) * t + i];
-                // SAFETY: task (s, kvh) alone touches dq rows of its query
-                // heads and dk/dv rows of its key/value head in sequence s.
-                let dqi = unsafe { std::slice::from_raw_parts_mut(dqp.0.add(row), hd) };
-                for j in p0..=i {
-                    let kr = (s * t + j) * kw + kvh * hd;
-                    let (kj, vj) = (&k[kr..kr + hd], &v[kr..kr + hd]);
-                    let p = (dot(qi, kj) * scale - l).exp();
-                    let dkj = unsafe { std::slice::from_raw_parts_mut(dkp.0.add(kr), hd) };
-                    let dvj = unsafe { std::slice::from_raw_parts_mut(dvp.0.add(kr), hd) };
-                    axpy(dvj, p, gi);
-                    let ds = p * (dot(gi, vj) - dd) * scale;
-                    axpy(dqi, ds, kj);
-                    axpy(dkj, ds, qi);
+            let qr = row0 * qw + h * hd;
+            let qm = Mat {
+                ptr: q[qr..].as_ptr(),
+                rs: qw as isize,
+                cs: 1,
+            };
+            let dom = Mat {
+                ptr: dout[qr..].as_ptr(),
+                rs: qw as isize,
+                cs: 1,
+            };
+            let dqm = Mat {
+                ptr: unsafe { dqp.0.add(qr) } as *const T,
+                rs: qw as isize,
+                cs: 1,
+            };
+            let pmm = Mat {
+                ptr: pm.as_ptr(),
+                rs: tq as isize,
+                cs: 1,
+            };
+            let pmt = Mat {
+                ptr: pm.as_ptr(),
+                rs: 1,
+                cs: tq as isize,
+            };
+            let dpmm = Mat {
+                ptr: dpm.as_ptr(),
+                rs: tq as isize,
+                cs: 1,
+            };
+            let dpmt = Mat {
+                ptr: dpm.as_ptr(),
+                rs: 1,
+                cs: tq as isize,
+            };
+            let lrow = &lse[(s * nh + h) * t + p0..(s * nh + h) * t + t];
+            // SAFETY: as in `attention`; pm and dpm are tq × tq.
+            unsafe {
+                gemm_strided(tq, tq, hd, pmm, false, qm, kt, scale, none);
+                for (i, row) in pm.chunks_mut(tq).enumerate() {
+                    causal_softmax_row(row, i, Some(lrow[i]));
                 }
+                gemm_strided(tq, hd, tq, dvm, true, pmt, dom, T::one(), none);
+                gemm_strided(tq, tq, hd, dpmm, false, dom, vt, T::one(), none);
+            }
+            for (i, (dp, p)) in dpm.chunks_mut(tq).zip(pm.chunks(tq)).enumerate() {
+                let r = qr + i * qw;
+                let dd: T = dout[r..r + hd]
+                    .iter()
+                    .zip(&out[r..r + hd])
+                    .map(|(&a, &b)| a * b)
+                    .sum();
+                for (x, &pp) in dp[..=i].iter_mut().zip(p) {
+                    *x = pp * (*x - dd);
+                }
+                dp[i + 1..].iter_mut().for_each(|x| *x = T::zero());
+            }
+            // SAFETY: as above.
+            unsafe {
+                gemm_strided(tq, hd, tq, dqm, true, dpmm, km, scale, none);
+                gemm_strided(tq, hd, tq, dkm, true, dpmt, qm, scale, none);
             }
         }
     });
@@ -520,14 +697,11 @@ pub fn logprob_tail<T: Real>(
             .zip(lpc.par_iter_mut())
             .zip(tg.par_iter())
             .for_each(|((row, lp), &tgt)| {
-                let m = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-                let mut z = T::zero();
-                for x in row.iter_mut() {
-                    *x = (*x - m).exp();
-                    z += *x;
-                }
+                let m = T::max_of(row);
+                let picked = row[tgt as usize];
+                let z = T::exp_shifted(row, m);
+                *lp = picked - m - z.ln();
                 let inv = T::one() / z;
-                *lp = (row[tgt as usize] * inv).ln();
                 row.iter_mut().for_each(|x| *x = *x * inv);
             });
         if let Some((f, dh, dhead)) = grad.as_mut() {
@@ -598,4 +772,246 @@ pub fn sq_sum<T: Real>(x: &[T]) -> f64 {
 pub fn scale<T: Real>(x: &mut [T], s: f64) {
     let s = T::of(s);
     x.par_iter_mut().for_each(|a| *a = *a * s);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each backward against f64 central finite differences of the scalar
+    //! `L = Σ c · out` for fixed random `c`.
+    use super::*;
+
+    fn rand(n: usize, seed: u64) -> Vec<f64> {
+        let mut r = crate::eval::Rng::new(seed);
+        (0..n)
+            .map(|_| (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            .collect()
+    }
+
+    fn dotv(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// Checks `grad` against finite differences of `f` at `x` (every entry).
+    fn check(name: &str, x: &[f64], grad: &[f64], mut f: impl FnMut(&[f64]) -> f64) {
+        let h = 1e-6;
+        for i in 0..x.len() {
+            let mut p = x.to_vec();
+            p[i] += h;
+            let mut m = x.to_vec();
+            m[i] -= h;
+            let fd = (f(&p) - f(&m)) / (2.0 * h);
+            let tol = 1e-7 + 1e-6 * fd.abs().max(grad[i].abs());
+            assert!(
+                (fd - grad[i]).abs() < tol,
+                "{name}[{i}]: finite difference {fd} vs backward {}",
+                grad[i]
+            );
+        }
+    }
+
+    #[test]
+    fn matmul_backward_matches_finite_differences() {
+        let (n, i, o) = (3, 5, 4);
+        let (x, w, b, c) = (rand(n * i, 1), rand(o * i, 2), rand(o, 3), rand(n * o, 4));
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut out = vec![0.0; n * o];
+            matmul(x, w, Some(b), &mut out, (n, i, o), false);
+            dotv(&out, &c)
+        };
+        let mut dx = vec![0.0; n * i];
+        matmul_dx(&c, &w, &mut dx, (n, i, o), false);
+        let (mut dw, mut db) = (vec![0.0; o * i], vec![0.0; o]);
+        matmul_dw(&c, &x, &mut dw, Some(&mut db), (n, i, o));
+        check("dx", &x, &dx, |v| loss(v, &w, &b));
+        check("dw", &w, &dw, |v| loss(&x, v, &b));
+        check("db", &b, &db, |v| loss(&x, &w, v));
+        // Accumulation adds to what is there.
+        let mut acc = vec![1.0; n * i];
+        matmul_dx(&c, &w, &mut acc, (n, i, o), true);
+        assert!(
+            acc.iter()
+                .zip(&dx)
+                .all(|(a, d)| (a - 1.0 - d).abs() < 1e-12)
+        );
+    }
+
+    #[test]
+    fn rmsnorm_backward_matches_finite_differences() {
+        let (n, d) = (3, 6);
+        let (x, w, c) = (rand(n * d, 5), rand(d, 6), rand(n * d, 7));
+        let loss = |x: &[f64], w: &[f64]| {
+            let (mut out, mut r) = (vec![0.0; n * d], vec![0.0; n]);
+            rmsnorm(x, w, &mut out, &mut r, d, 1e-5);
+            dotv(&out, &c)
+        };
+        let (mut out, mut r) = (vec![0.0; n * d], vec![0.0; n]);
+        rmsnorm(&x, &w, &mut out, &mut r, d, 1e-5);
+        let mut again = vec![0.0; n * d];
+        rmsnorm_apply(&x, &w, &r, &mut again, d);
+        assert_eq!(out, again);
+        let (mut dx, mut dw) = (vec![0.0; n * d], vec![0.0; d]);
+        rmsnorm_bwd(&x, &w, &r, &c, &mut dx, &mut dw, d);
+        check("dx", &x, &dx, |v| loss(v, &w));
+        check("dw", &w, &dw, |v| loss(&x, v));
+    }
+
+    #[test]
+    fn rope_backward_is_the_inverse_rotation() {
+        let (heads, hd, rows) = (2, 8, 3);
+        let half = hd / 2;
+        let pos = [0u32, 5, 2];
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for p in 0..6 {
+            for i in 0..half {
+                let a = p as f64 / 10f64.powf(i as f64 / half as f64);
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let (x, c) = (rand(rows * heads * hd, 8), rand(rows * heads * hd, 9));
+        let loss = |x: &[f64]| {
+            let mut y = x.to_vec();
+            rope(&mut y, &pos, &cos, &sin, heads, hd, false);
+            dotv(&y, &c)
+        };
+        let mut g = c.clone();
+        rope(&mut g, &pos, &cos, &sin, heads, hd, true);
+        check("dx", &x, &g, loss);
+        // Position 0 is the identity.
+        let mut y = x.clone();
+        rope(&mut y, &pos, &cos, &sin, heads, hd, false);
+        assert!(
+            y[..heads * hd]
+                .iter()
+                .zip(&x)
+                .all(|(a, b)| (a - b).abs() < 1e-15)
+        );
+    }
+
+    #[test]
+    fn attention_backward_matches_finite_differences() {
+        // Two sequences, GQA (4 query heads over 2 key/value heads), the
+        // second sequence left-padded by 2.
+        let d = AttnDims {
+            b: 2,
+            t: 5,
+            nh: 4,
+            nkv: 2,
+            hd: 3,
+        };
+        let pad = [0u32, 2];
+        let (qn, kn) = (d.b * d.t * d.nh * d.hd, d.b * d.t * d.nkv * d.hd);
+        let (q, k, v, c) = (rand(qn, 10), rand(kn, 11), rand(kn, 12), rand(qn, 13));
+        let run = |q: &[f64], k: &[f64], v: &[f64]| {
+            let (mut out, mut lse) = (vec![0.0; qn], vec![0.0; d.b * d.nh * d.t]);
+            attention(q, k, v, &mut out, &mut lse, &pad, d);
+            (out, lse)
+        };
+        let loss = |q: &[f64], k: &[f64], v: &[f64]| dotv(&run(q, k, v).0, &c);
+        let (out, lse) = run(&q, &k, &v);
+        // Padded queries give zeros.
+        let row = (d.t) * d.nh * d.hd;
+        assert!(out[row..row + 2 * d.nh * d.hd].iter().all(|&x| x == 0.0));
+        let (mut dq, mut dk, mut dv) = (vec![0.0; qn], vec![0.0; kn], vec![0.0; kn]);
+        attention_bwd(
+            &q, &k, &v, &out, &lse, &c, &mut dq, &mut dk, &mut dv, &pad, d,
+        );
+        check("dq", &q, &dq, |x| loss(x, &k, &v));
+        check("dk", &k, &dk, |x| loss(&q, x, &v));
+        check("dv", &v, &dv, |x| loss(&q, &k, x));
+        // Padded keys get no gradient.
+        let kr = d.t * d.nkv * d.hd;
+        assert!(dk[kr..kr + 2 * d.nkv * d.hd].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn swiglu_backward_matches_finite_differences() {
+        let n = 7;
+        let (g, u, c) = (rand(n, 14), rand(n, 15), rand(n, 16));
+        let loss = |g: &[f64], u: &[f64]| {
+            let mut out = vec![0.0; n];
+            swiglu(g, u, &mut out);
+            dotv(&out, &c)
+        };
+        let (mut dg, mut du) = (vec![0.0; n], vec![0.0; n]);
+        swiglu_bwd(&g, &u, &c, &mut dg, &mut du);
+        check("dg", &g, &dg, |x| loss(x, &u));
+        check("du", &u, &du, |x| loss(&g, x));
+    }
+
+    #[test]
+    fn logprob_tail_matches_a_plain_log_softmax_and_its_backward() {
+        // 5 scored positions over 4 hidden rows, chunks of 2 (so 3 chunks).
+        let (v, d) = (11, 4);
+        let (h, head) = (rand(4 * d, 17), rand(v * d, 18));
+        let rows = [0u32, 2, 3, 2, 1];
+        let targets = [3u32, 0, 10, 7, 3];
+        let c = rand(5, 19);
+        let loss = |h: &[f64], head: &[f64]| {
+            let mut lp = vec![0.0; 5];
+            let mut s = TailScratch::new(2, v, d);
+            logprob_tail(h, head, &rows, &targets, &mut lp, None, &mut s, (v, d));
+            dotv(&lp, &c)
+        };
+        // Against a direct log-softmax.
+        let mut lp = vec![0.0; 5];
+        let mut s = TailScratch::new(2, v, d);
+        let (mut dh, mut dhead) = (vec![0.0; 4 * d], vec![0.0; v * d]);
+        let mut hook = |start: usize, _: &[f64], g: &mut [f64]| {
+            g.copy_from_slice(&c[start..start + g.len()]);
+        };
+        logprob_tail(
+            &h,
+            &head,
+            &rows,
+            &targets,
+            &mut lp,
+            Some((&mut hook, &mut dh, &mut dhead)),
+            &mut s,
+            (v, d),
+        );
+        for (p, (&r, &t)) in rows.iter().zip(&targets).enumerate() {
+            let logits: Vec<f64> = (0..v)
+                .map(|j| dotv(&h[r as usize * d..][..d], &head[j * d..][..d]))
+                .collect();
+            let z: f64 = logits.iter().map(|x| x.exp()).sum();
+            assert!((lp[p] - (logits[t as usize] - z.ln())).abs() < 1e-12);
+        }
+        check("dh", &h, &dh, |x| loss(x, &head));
+        check("dhead", &head, &dhead, |x| loss(&h, x));
+    }
+
+    #[test]
+    fn embedding_backward_accumulates_repeated_ids() {
+        let (v, d) = (5, 3);
+        let table = rand(v * d, 20);
+        let ids = [4u32, 1, 4];
+        let mut out = vec![0.0; 3 * d];
+        embedding(&table, &ids, &mut out, d);
+        assert_eq!(&out[..d], &table[4 * d..5 * d]);
+        let c = rand(3 * d, 21);
+        let mut g = vec![0.0; v * d];
+        embedding_bwd(&mut g, &ids, &c, d);
+        check("dtable", &table, &g, |t| {
+            let mut o = vec![0.0; 3 * d];
+            embedding(t, &ids, &mut o, d);
+            dotv(&o, &c)
+        });
+    }
+
+    #[test]
+    fn adamw_matches_the_formula_and_norms_scale() {
+        let (mut w, g) = (vec![1.0f64, -2.0, 3.0], vec![0.5, -0.1, 0.0]);
+        let (mut m, mut v) = (vec![0.0; 3], vec![0.0; 3]);
+        adamw(&mut w, &g, &mut m, &mut v, 0.01, (0.9, 0.95), 1e-8, 0.1, 1);
+        for (i, (&w0, &gi)) in [1.0f64, -2.0, 3.0].iter().zip(&g).enumerate() {
+            // Step 1: m̂ = g, v̂ = g², so the step is lr·(g/(|g|+eps) + wd·w).
+            let want = w0 - 0.01 * (gi / (gi.abs() + 1e-8) + 0.1 * w0);
+            assert!((w[i] - want).abs() < 1e-12, "{i}: {} vs {want}", w[i]);
+        }
+        let mut x = vec![3.0f32, 4.0];
+        assert!((sq_sum(&x) - 25.0).abs() < 1e-12);
+        scale(&mut x, 0.5);
+        assert_eq!(x, vec![1.5, 2.0]);
+    }
 }

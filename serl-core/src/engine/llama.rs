@@ -161,6 +161,37 @@ impl<B: Backend> Activations<B> {
     }
 }
 
+/// Seconds and calls of each kernel, summed over forward passes.
+#[derive(Debug, Default, Clone)]
+pub struct Profile {
+    /// (kernel, seconds, calls), in first-call order.
+    pub kernels: Vec<(&'static str, f64, usize)>,
+}
+
+impl Profile {
+    fn add(&mut self, name: &'static str, secs: f64) {
+        match self.kernels.iter_mut().find(|k| k.0 == name) {
+            Some(k) => {
+                k.1 += secs;
+                k.2 += 1;
+            }
+            None => self.kernels.push((name, secs, 1)),
+        }
+    }
+}
+
+/// Runs a kernel call, adding its time to the profile when one is kept.
+macro_rules! timed {
+    ($p:expr, $name:expr, $e:expr) => {{
+        let t0 = $p.as_ref().map(|_| std::time::Instant::now());
+        let r = $e;
+        if let (Some(p), Some(t0)) = ($p.as_mut(), t0) {
+            p.add($name, t0.elapsed().as_secs_f64());
+        }
+        r
+    }};
+}
+
 /// The model driver: a configuration, its parameter layout, a backend and
 /// the RoPE tables on it.
 pub struct Llama<B: Backend> {
@@ -170,6 +201,7 @@ pub struct Llama<B: Backend> {
     rope_len: usize,
     cos: B::Buf,
     sin: B::Buf,
+    profile: Option<Profile>,
 }
 
 impl<B: Backend> Llama<B> {
@@ -184,6 +216,7 @@ impl<B: Backend> Llama<B> {
             rope_len: 0,
             cos,
             sin,
+            profile: None,
         })
     }
 
@@ -285,6 +318,32 @@ impl<B: Backend> Llama<B> {
         acts: &mut Activations<B>,
         grad: Option<(&mut GradFn<'_, f32>, &mut B::Buf)>,
     ) -> Result<Vec<f32>, EngineError> {
+        let mut prof = self.profile.take();
+        let out = self.forward_inner(params, batch, acts, grad, &mut prof);
+        self.profile = prof;
+        out
+    }
+
+    /// Starts (or stops) summing each kernel's time over forward passes.
+    /// Kernels are timed as the host sees them: exact on the CPU backend,
+    /// launch times on an asynchronous device.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(Profile::default);
+    }
+
+    /// The kernel times summed since profiling started.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
+    fn forward_inner(
+        &mut self,
+        params: &B::Buf,
+        batch: &TokenBatch,
+        acts: &mut Activations<B>,
+        grad: Option<(&mut GradFn<'_, f32>, &mut B::Buf)>,
+        prof: &mut Option<Profile>,
+    ) -> Result<Vec<f32>, EngineError> {
         self.check(batch)?;
         let n = batch.n();
         if n > acts.cap {
@@ -319,167 +378,327 @@ impl<B: Backend> Llama<B> {
         let targets = be.upload_ids(&batch.targets)?;
         let a = acts;
 
-        be.embedding(params, lay.embed, &ids, n, &mut a.stream[0], h);
+        timed!(
+            prof,
+            "embedding",
+            be.embedding(params, lay.embed, &ids, n, &mut a.stream[0], h)
+        );
         for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter_mut()).enumerate() {
             let (before, after) = a.stream.split_at_mut(l + 1);
             let x = &before[l];
-            be.rmsnorm(
-                x,
-                params,
-                ls.input_norm,
-                &mut a.norm,
-                &mut la.rstd1,
-                n,
-                h,
-                eps,
+            timed!(
+                prof,
+                "rmsnorm",
+                be.rmsnorm(
+                    x,
+                    params,
+                    ls.input_norm,
+                    &mut a.norm,
+                    &mut la.rstd1,
+                    n,
+                    h,
+                    eps,
+                )
             );
-            be.matmul(
-                &a.norm,
-                params,
-                ls.q,
-                ls.q_bias,
-                &mut la.q,
-                (n, h, nq),
-                false,
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(
+                    &a.norm,
+                    params,
+                    ls.q,
+                    ls.q_bias,
+                    &mut la.q,
+                    (n, h, nq),
+                    false,
+                )
             );
-            be.matmul(
-                &a.norm,
-                params,
-                ls.k,
-                ls.k_bias,
-                &mut la.k,
-                (n, h, nk),
-                false,
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(
+                    &a.norm,
+                    params,
+                    ls.k,
+                    ls.k_bias,
+                    &mut la.k,
+                    (n, h, nk),
+                    false,
+                )
             );
-            be.matmul(
-                &a.norm,
-                params,
-                ls.v,
-                ls.v_bias,
-                &mut la.v,
-                (n, h, nk),
-                false,
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(
+                    &a.norm,
+                    params,
+                    ls.v,
+                    ls.v_bias,
+                    &mut la.v,
+                    (n, h, nk),
+                    false,
+                )
             );
-            be.rope(&mut la.q, &pos, n, &self.cos, &self.sin, nh, hd, false);
-            be.rope(&mut la.k, &pos, n, &self.cos, &self.sin, nkv, hd, false);
-            be.attention(&la.q, &la.k, &la.v, &mut la.ctx, &mut la.lse, &pad, dims);
-            be.copy(x, &mut la.x_mid, n * h);
-            be.matmul(&la.ctx, params, ls.o, None, &mut la.x_mid, (n, nq, h), true);
-            be.rmsnorm(
-                &la.x_mid,
-                params,
-                ls.post_norm,
-                &mut a.norm,
-                &mut la.rstd2,
-                n,
-                h,
-                eps,
+            timed!(
+                prof,
+                "rope",
+                be.rope(&mut la.q, &pos, n, &self.cos, &self.sin, nh, hd, false)
             );
-            be.matmul(&a.norm, params, ls.gate, None, &mut la.g, (n, h, im), false);
-            be.matmul(&a.norm, params, ls.up, None, &mut la.u, (n, h, im), false);
-            be.swiglu(&la.g, &la.u, &mut a.hsw, n * im);
+            timed!(
+                prof,
+                "rope",
+                be.rope(&mut la.k, &pos, n, &self.cos, &self.sin, nkv, hd, false)
+            );
+            timed!(
+                prof,
+                "attention",
+                be.attention(&la.q, &la.k, &la.v, &mut la.ctx, &mut la.lse, &pad, dims)
+            );
+            timed!(prof, "copy", be.copy(x, &mut la.x_mid, n * h));
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(&la.ctx, params, ls.o, None, &mut la.x_mid, (n, nq, h), true)
+            );
+            timed!(
+                prof,
+                "rmsnorm",
+                be.rmsnorm(
+                    &la.x_mid,
+                    params,
+                    ls.post_norm,
+                    &mut a.norm,
+                    &mut la.rstd2,
+                    n,
+                    h,
+                    eps,
+                )
+            );
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(&a.norm, params, ls.gate, None, &mut la.g, (n, h, im), false)
+            );
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(&a.norm, params, ls.up, None, &mut la.u, (n, h, im), false)
+            );
+            timed!(prof, "swiglu", be.swiglu(&la.g, &la.u, &mut a.hsw, n * im));
             let out = &mut after[0];
-            be.copy(&la.x_mid, out, n * h);
-            be.matmul(&a.hsw, params, ls.down, None, out, (n, im, h), true);
+            timed!(prof, "copy", be.copy(&la.x_mid, out, n * h));
+            timed!(
+                prof,
+                "matmul",
+                be.matmul(&a.hsw, params, ls.down, None, out, (n, im, h), true)
+            );
         }
         let last = &a.stream[cfg.num_hidden_layers];
-        be.rmsnorm(last, params, lay.norm, &mut a.hf, &mut a.rstd_f, n, h, eps);
+        timed!(
+            prof,
+            "rmsnorm",
+            be.rmsnorm(last, params, lay.norm, &mut a.hf, &mut a.rstd_f, n, h, eps)
+        );
         let np = batch.rows.len();
         let tail_dims = (cfg.vocab_size, h);
         let Some((hook, grads)) = grad else {
-            return be.logprob_tail(
+            return timed!(
+                prof,
+                "logprob_tail",
+                be.logprob_tail(
+                    &a.hf,
+                    params,
+                    lay.head,
+                    &rows,
+                    &targets,
+                    np,
+                    None,
+                    &mut a.tail,
+                    tail_dims,
+                )
+            );
+        };
+
+        // Backward. `dnorm` first holds ∂loss/∂(final normed hidden).
+        timed!(prof, "zero", be.zero(&mut a.dnorm, n * h));
+        let lp = timed!(
+            prof,
+            "logprob_tail",
+            be.logprob_tail(
                 &a.hf,
                 params,
                 lay.head,
                 &rows,
                 &targets,
                 np,
-                None,
+                Some((hook, &mut a.dnorm, grads)),
                 &mut a.tail,
                 tail_dims,
-            );
-        };
-
-        // Backward. `dnorm` first holds ∂loss/∂(final normed hidden).
-        be.zero(&mut a.dnorm, n * h);
-        let lp = be.logprob_tail(
-            &a.hf,
-            params,
-            lay.head,
-            &rows,
-            &targets,
-            np,
-            Some((hook, &mut a.dnorm, grads)),
-            &mut a.tail,
-            tail_dims,
+            )
         )?;
-        be.zero(&mut a.dx, n * h);
-        be.rmsnorm_bwd(
-            last, params, lay.norm, &a.rstd_f, &a.dnorm, &mut a.dx, grads, n, h,
+        timed!(prof, "zero", be.zero(&mut a.dx, n * h));
+        timed!(
+            prof,
+            "rmsnorm_bwd",
+            be.rmsnorm_bwd(
+                last, params, lay.norm, &a.rstd_f, &a.dnorm, &mut a.dx, grads, n, h,
+            )
         );
         for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter()).enumerate().rev() {
             let x = &a.stream[l];
             // MLP: out = x_mid + down(silu(gate(m)) · up(m)), m = norm(x_mid).
-            be.swiglu(&la.g, &la.u, &mut a.hsw, n * im);
-            be.matmul_dw(&a.dx, &a.hsw, grads, ls.down, None, (n, im, h));
-            be.matmul_dx(&a.dx, params, ls.down, &mut a.dhsw, (n, im, h), false);
-            be.swiglu_bwd(&la.g, &la.u, &a.dhsw, &mut a.dg, &mut a.du, n * im);
-            be.rmsnorm_apply(
-                &la.x_mid,
-                params,
-                ls.post_norm,
-                &la.rstd2,
-                &mut a.norm,
-                n,
-                h,
+            timed!(prof, "swiglu", be.swiglu(&la.g, &la.u, &mut a.hsw, n * im));
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dx, &a.hsw, grads, ls.down, None, (n, im, h))
             );
-            be.matmul_dw(&a.dg, &a.norm, grads, ls.gate, None, (n, h, im));
-            be.matmul_dw(&a.du, &a.norm, grads, ls.up, None, (n, h, im));
-            be.matmul_dx(&a.dg, params, ls.gate, &mut a.dnorm, (n, h, im), false);
-            be.matmul_dx(&a.du, params, ls.up, &mut a.dnorm, (n, h, im), true);
-            be.rmsnorm_bwd(
-                &la.x_mid,
-                params,
-                ls.post_norm,
-                &la.rstd2,
-                &a.dnorm,
-                &mut a.dx,
-                grads,
-                n,
-                h,
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dx, params, ls.down, &mut a.dhsw, (n, im, h), false)
+            );
+            timed!(
+                prof,
+                "swiglu_bwd",
+                be.swiglu_bwd(&la.g, &la.u, &a.dhsw, &mut a.dg, &mut a.du, n * im)
+            );
+            timed!(
+                prof,
+                "rmsnorm_apply",
+                be.rmsnorm_apply(
+                    &la.x_mid,
+                    params,
+                    ls.post_norm,
+                    &la.rstd2,
+                    &mut a.norm,
+                    n,
+                    h,
+                )
+            );
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dg, &a.norm, grads, ls.gate, None, (n, h, im))
+            );
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.du, &a.norm, grads, ls.up, None, (n, h, im))
+            );
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dg, params, ls.gate, &mut a.dnorm, (n, h, im), false)
+            );
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.du, params, ls.up, &mut a.dnorm, (n, h, im), true)
+            );
+            timed!(
+                prof,
+                "rmsnorm_bwd",
+                be.rmsnorm_bwd(
+                    &la.x_mid,
+                    params,
+                    ls.post_norm,
+                    &la.rstd2,
+                    &a.dnorm,
+                    &mut a.dx,
+                    grads,
+                    n,
+                    h,
+                )
             );
             // Attention: x_mid = x + o(attn(rope(q(a)), rope(k(a)), v(a))), a = norm(x).
-            be.matmul_dw(&a.dx, &la.ctx, grads, ls.o, None, (n, nq, h));
-            be.matmul_dx(&a.dx, params, ls.o, &mut a.dctx, (n, nq, h), false);
-            be.zero(&mut a.dq, n * nq);
-            be.zero(&mut a.dk, n * nk);
-            be.zero(&mut a.dv, n * nk);
-            be.attention_bwd(
-                &la.q, &la.k, &la.v, &la.ctx, &la.lse, &a.dctx, &mut a.dq, &mut a.dk, &mut a.dv,
-                &pad, dims,
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dx, &la.ctx, grads, ls.o, None, (n, nq, h))
             );
-            be.rope(&mut a.dq, &pos, n, &self.cos, &self.sin, nh, hd, true);
-            be.rope(&mut a.dk, &pos, n, &self.cos, &self.sin, nkv, hd, true);
-            be.rmsnorm_apply(x, params, ls.input_norm, &la.rstd1, &mut a.norm, n, h);
-            be.matmul_dw(&a.dq, &a.norm, grads, ls.q, ls.q_bias, (n, h, nq));
-            be.matmul_dw(&a.dk, &a.norm, grads, ls.k, ls.k_bias, (n, h, nk));
-            be.matmul_dw(&a.dv, &a.norm, grads, ls.v, ls.v_bias, (n, h, nk));
-            be.matmul_dx(&a.dq, params, ls.q, &mut a.dnorm, (n, h, nq), false);
-            be.matmul_dx(&a.dk, params, ls.k, &mut a.dnorm, (n, h, nk), true);
-            be.matmul_dx(&a.dv, params, ls.v, &mut a.dnorm, (n, h, nk), true);
-            be.rmsnorm_bwd(
-                x,
-                params,
-                ls.input_norm,
-                &la.rstd1,
-                &a.dnorm,
-                &mut a.dx,
-                grads,
-                n,
-                h,
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dx, params, ls.o, &mut a.dctx, (n, nq, h), false)
+            );
+            timed!(prof, "zero", be.zero(&mut a.dq, n * nq));
+            timed!(prof, "zero", be.zero(&mut a.dk, n * nk));
+            timed!(prof, "zero", be.zero(&mut a.dv, n * nk));
+            timed!(
+                prof,
+                "attention_bwd",
+                be.attention_bwd(
+                    &la.q, &la.k, &la.v, &la.ctx, &la.lse, &a.dctx, &mut a.dq, &mut a.dk,
+                    &mut a.dv, &pad, dims,
+                )
+            );
+            timed!(
+                prof,
+                "rope",
+                be.rope(&mut a.dq, &pos, n, &self.cos, &self.sin, nh, hd, true)
+            );
+            timed!(
+                prof,
+                "rope",
+                be.rope(&mut a.dk, &pos, n, &self.cos, &self.sin, nkv, hd, true)
+            );
+            timed!(
+                prof,
+                "rmsnorm_apply",
+                be.rmsnorm_apply(x, params, ls.input_norm, &la.rstd1, &mut a.norm, n, h)
+            );
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dq, &a.norm, grads, ls.q, ls.q_bias, (n, h, nq))
+            );
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dk, &a.norm, grads, ls.k, ls.k_bias, (n, h, nk))
+            );
+            timed!(
+                prof,
+                "matmul_dw",
+                be.matmul_dw(&a.dv, &a.norm, grads, ls.v, ls.v_bias, (n, h, nk))
+            );
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dq, params, ls.q, &mut a.dnorm, (n, h, nq), false)
+            );
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dk, params, ls.k, &mut a.dnorm, (n, h, nk), true)
+            );
+            timed!(
+                prof,
+                "matmul_dx",
+                be.matmul_dx(&a.dv, params, ls.v, &mut a.dnorm, (n, h, nk), true)
+            );
+            timed!(
+                prof,
+                "rmsnorm_bwd",
+                be.rmsnorm_bwd(
+                    x,
+                    params,
+                    ls.input_norm,
+                    &la.rstd1,
+                    &a.dnorm,
+                    &mut a.dx,
+                    grads,
+                    n,
+                    h,
+                )
             );
         }
-        be.embedding_bwd(grads, lay.embed, &ids, n, &a.dx, h);
+        timed!(
+            prof,
+            "embedding_bwd",
+            be.embedding_bwd(grads, lay.embed, &ids, n, &a.dx, h)
+        );
         be.sync()?;
         Ok(lp)
     }

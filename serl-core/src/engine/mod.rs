@@ -13,11 +13,12 @@ mod cpu;
 pub mod kernels;
 mod layout;
 mod llama;
+mod simd;
 
 pub use cpu::Cpu;
 pub use kernels::{AttnDims, GradFn};
 pub use layout::{LayerSpans, Layout, ParamInfo, Span};
-pub use llama::{Activations, Llama, TokenBatch};
+pub use llama::{Activations, Llama, Profile, TokenBatch};
 
 /// What can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]

@@ -694,34 +694,13 @@ impl Model {
 }
 
 /// Hugging Face names and shapes of every parameter of a configuration, in
-/// checkpoint order (the one place that names them).
+/// checkpoint order (named in one place: [`crate::engine::Layout`]).
 pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-    let (nq, nkv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, h],
-    )];
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        for (proj, rows) in [("q", nq), ("k", nkv), ("v", nkv)] {
-            out.push((format!("{p}.self_attn.{proj}_proj.weight"), vec![rows, h]));
-            if cfg.attention_bias {
-                out.push((format!("{p}.self_attn.{proj}_proj.bias"), vec![rows]));
-            }
-        }
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, nq]));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
-    }
-    out.push(("model.norm.weight".to_string(), vec![h]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
-    }
-    out
+    crate::engine::Layout::new(cfg)
+        .params
+        .into_iter()
+        .map(|p| (p.name, p.shape))
+        .collect()
 }
 
 /// Standard normal sample (Box–Muller) from the crate's seeded generator.

@@ -9,8 +9,72 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor};
 
 use super::TrainError;
-use crate::engine::{Activations, Backend, Cpu, GradFn, Layout, Llama, Span, TokenBatch};
+use crate::engine::{Activations, Backend, Cpu, GradFn, Layout, Llama, Profile, Span, TokenBatch};
 use crate::model::Model;
+
+/// A frozen model on the engine that scores token rows (the reference
+/// policy of the KL term).
+pub struct Scorer {
+    llama: Llama<Cpu>,
+    params: Vec<f32>,
+    acts: Option<Activations<Cpu>>,
+}
+
+impl Scorer {
+    /// `model`'s weights (as f32) on the engine.
+    pub fn new(model: &Model) -> Result<Scorer, TrainError> {
+        let llama = Llama::new(Cpu, model.config().clone())?;
+        let params = engine_weights(&llama, model)?;
+        Ok(Scorer {
+            llama,
+            params,
+            acts: None,
+        })
+    }
+
+    /// Log-probabilities of the batch's scored targets.
+    pub fn logprobs(&mut self, batch: &TokenBatch) -> Result<Vec<f32>, TrainError> {
+        let mut acts = match self.acts.take() {
+            Some(a) => a,
+            None => self.llama.activations(batch.n())?,
+        };
+        let out = self.llama.forward(&self.params, batch, &mut acts, None);
+        self.acts = Some(acts);
+        Ok(out?)
+    }
+}
+
+/// `model`'s weights as one flat f32 buffer in the engine's layout.
+fn engine_weights(llama: &Llama<Cpu>, model: &Model) -> Result<Vec<f32>, TrainError> {
+    let layout = llama.layout();
+    let be = llama.backend();
+    let mut params = be.zeros(layout.total)?;
+    let named = model.named_parameters();
+    if named.len() != layout.params.len() {
+        return Err(TrainError::Config(format!(
+            "model has {} parameters, its layout {}",
+            named.len(),
+            layout.params.len()
+        )));
+    }
+    for ((name, var), info) in named.iter().zip(&layout.params) {
+        if *name != info.name || var.as_tensor().dims() != info.shape.as_slice() {
+            return Err(TrainError::Config(format!(
+                "parameter {name:?} {:?} does not match the layout's {:?} {:?}",
+                var.as_tensor().dims(),
+                info.name,
+                info.shape
+            )));
+        }
+        let data: Vec<f32> = var
+            .as_tensor()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        be.write(&mut params, info.span.off, &data)?;
+    }
+    Ok(params)
+}
 
 /// Weights, gradients and AdamW moments of one model on the engine.
 pub struct Learner {
@@ -39,37 +103,13 @@ impl Learner {
         weight_decay: f64,
     ) -> Result<Learner, TrainError> {
         let llama = Llama::new(Cpu, model.config().clone())?;
-        let layout = llama.layout().clone();
+        let params = engine_weights(&llama, model)?;
+        let total = llama.layout().total;
         let be = llama.backend();
-        let mut params = be.zeros(layout.total)?;
-        let named = model.named_parameters();
-        if named.len() != layout.params.len() {
-            return Err(TrainError::Config(format!(
-                "model has {} parameters, its layout {}",
-                named.len(),
-                layout.params.len()
-            )));
-        }
-        for ((name, var), info) in named.iter().zip(&layout.params) {
-            if *name != info.name || var.as_tensor().dims() != info.shape.as_slice() {
-                return Err(TrainError::Config(format!(
-                    "parameter {name:?} {:?} does not match the layout's {:?} {:?}",
-                    var.as_tensor().dims(),
-                    info.name,
-                    info.shape
-                )));
-            }
-            let data: Vec<f32> = var
-                .as_tensor()
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1()?;
-            be.write(&mut params, info.span.off, &data)?;
-        }
         Ok(Learner {
-            grads: be.zeros(layout.total)?,
-            m: be.zeros(layout.total)?,
-            v: be.zeros(layout.total)?,
+            grads: be.zeros(total)?,
+            m: be.zeros(total)?,
+            v: be.zeros(total)?,
             params,
             llama,
             acts: None,
@@ -78,6 +118,16 @@ impl Learner {
             weight_decay,
             step: 0,
         })
+    }
+
+    /// Starts (or stops) timing each kernel (see [`crate::engine::Profile`]).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.llama.set_profiling(on);
+    }
+
+    /// Kernel times summed since profiling started.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.llama.profile()
     }
 
     /// Where each parameter lives in the flat buffers.

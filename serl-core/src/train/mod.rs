@@ -12,7 +12,7 @@ mod trainer;
 
 pub use config::{Config, RewardSource};
 pub use data::{Example, is_correct, read_examples};
-pub use learner::Learner;
+pub use learner::{Learner, Scorer};
 pub use optim::cosine_lr;
 pub use sft::{SftConfig, SftProgress, SftSummary, sft, write_jsonl};
 pub use trainer::{

@@ -21,7 +21,7 @@ use crate::rl::{self, RlConfig};
 use super::TrainError;
 use super::config::{Config, RewardSource};
 use super::data::{Example, is_correct, read_examples};
-use super::learner::Learner;
+use super::learner::{Learner, Scorer};
 use super::optim::cosine_lr;
 use crate::engine::TokenBatch;
 
@@ -189,7 +189,7 @@ impl Group {
 pub struct Trainer {
     cfg: Config,
     model: Model,
-    reference: Option<Model>,
+    reference: Option<Scorer>,
     tokenizer: Tokenizer,
     learner: Learner,
     seeds: Vec<Example>,
@@ -261,7 +261,7 @@ impl Trainer {
             None => Vec::new(),
         };
         let reference = if cfg.init_kl_coef > 0.0 {
-            Some(model.try_clone()?)
+            Some(Scorer::new(&model)?)
         } else {
             None
         };
@@ -698,16 +698,21 @@ impl Trainer {
         };
         let old: Vec<Vec<f64>> = seqs.iter().map(|s| pad(&s.old)).collect();
         // Reference log-probs over the response tokens, micro-batch by micro-batch.
-        let refp: Vec<Vec<f64>> = match &self.reference {
+        let refp: Vec<Vec<f64>> = match &mut self.reference {
             Some(r) => {
                 let mut out = Vec::with_capacity(b);
                 for chunk in seqs.chunks(cfg.micro_train_batch_size) {
-                    let rows: Vec<Vec<u32>> = chunk.iter().map(|s| s.ids.clone()).collect();
-                    for (s, lp) in chunk.iter().zip(r.sequence_logprobs(&rows)?) {
-                        out.push(pad(&lp[s.prompt_len - 1..]
+                    let rows: Vec<&[u32]> = chunk.iter().map(|s| s.ids.as_slice()).collect();
+                    let from: Vec<usize> = chunk.iter().map(|s| s.prompt_len.max(1)).collect();
+                    let lp = r.logprobs(&TokenBatch::right_padded(&rows, &from)?)?;
+                    let mut at = 0;
+                    for (s, &f) in chunk.iter().zip(&from) {
+                        let n = s.ids.len() - f;
+                        out.push(pad(&lp[at..at + n]
                             .iter()
                             .map(|&x| x as f64)
                             .collect::<Vec<_>>()));
+                        at += n;
                     }
                 }
                 out
