@@ -18,7 +18,8 @@ use std::time::Instant;
 use serl_core::engine::TokenBatch;
 use serl_core::model::generate::{self};
 use serl_core::model::{
-    DType, Device, Family, GenerateRequest, LoadOptions, Model, ModelConfig, SamplingParams,
+    DType, Decoder, Device, Family, GenerateRequest, LoadOptions, Model, ModelConfig,
+    SamplingParams, Tokenizer,
 };
 use serl_core::train::{Learner, Scorer};
 
@@ -80,6 +81,28 @@ fn print_profile(learner: &mut Learner, runs: usize) {
     }
 }
 
+/// Seconds and new tokens of one request, after a 2-token warm-up.
+fn time_generate<D: Decoder>(
+    model: &D,
+    tok: &Tokenizer,
+    req: &GenerateRequest,
+) -> Res<(f64, usize)> {
+    let warm = GenerateRequest {
+        prompts: req.prompts.clone(),
+        params: SamplingParams {
+            max_new_tokens: 2,
+            ..req.params.clone()
+        },
+    };
+    generate::generate(model, tok, &warm, |_| {})?;
+    let t = Instant::now();
+    let out = generate::generate(model, tok, req, |_| {})?;
+    Ok((
+        t.elapsed().as_secs_f64(),
+        out.iter().map(|g| g.token_ids.len()).sum(),
+    ))
+}
+
 fn main() -> Res<()> {
     match arg(1).as_str() {
         "generate" => {
@@ -104,28 +127,19 @@ fn main() -> Res<()> {
                 seed: 1,
                 ..Default::default()
             };
-            // Warm-up (allocations, thread pool).
-            let warm = SamplingParams {
-                max_new_tokens: 2,
-                ..params.clone()
+            let req = GenerateRequest { prompts, params };
+            let scorer = Scorer::new(&model)?;
+            let engine = time_generate(&scorer.decoder(), &tok, &req)?;
+            let candle = if std::env::var_os("SKIP_CANDLE").is_some() {
+                (f64::NAN, 0)
+            } else {
+                time_generate(&model, &tok, &req)?
             };
-            generate::generate(
-                &model,
-                &tok,
-                &GenerateRequest {
-                    prompts: prompts.clone(),
-                    params: warm,
-                },
-                |_| {},
-            )?;
-            let t = Instant::now();
-            let out =
-                generate::generate(&model, &tok, &GenerateRequest { prompts, params }, |_| {})?;
-            let secs = t.elapsed().as_secs_f64();
-            let n: usize = out.iter().map(|g| g.token_ids.len()).sum();
             println!(
-                "{{\"bench\": \"generate\", \"batch\": {batch}, \"prefill\": {prefill}, \"new\": {new}, \"seconds\": {secs:.3}, \"new_tokens\": {n}, \"tokens_per_s\": {:.2}}}",
-                n as f64 / secs
+                "{{\"bench\": \"generate\", \"batch\": {batch}, \"prefill\": {prefill}, \"new\": {new}, \"new_tokens\": {}, \"tokens_per_s\": {:.2}, \"candle_tokens_per_s\": {:.2}}}",
+                engine.1,
+                engine.1 as f64 / engine.0,
+                candle.1 as f64 / candle.0
             );
         }
         "train" => {
@@ -219,6 +233,30 @@ fn main() -> Res<()> {
                 "{{\"bench\": \"update\", \"micro\": {micro}, \"seq\": {seq}, \"median_seconds\": {secs:.3}, \"peak_rss_mb\": {}}}",
                 peak_rss_mb()
             );
+        }
+        "kernels" => {
+            // The matrix product at SmolLM2's MLP shape (576 → 1536) and head
+            // shape (576 → 49,152), by rows: GFLOP/s and weight GB/s.
+            use serl_core::engine::kernels::matmul;
+            for (i, o) in [(576usize, 1536usize), (576, 49_152)] {
+                let w: Vec<f32> = (0..i * o)
+                    .map(|k| ((k * 7919) % 1000) as f32 * 1e-3)
+                    .collect();
+                for n in [1usize, 4, 16, 64, 1280] {
+                    let x: Vec<f32> = (0..n * i).map(|k| ((k * 31) % 100) as f32 * 1e-2).collect();
+                    let mut out = vec![0f32; n * o];
+                    let reps = (2e9 / (2.0 * (n * i * o) as f64)).clamp(3.0, 200.0) as usize;
+                    let secs = median(reps, || {
+                        matmul(&x, &w, None, &mut out, (n, i, o), false);
+                        Ok(())
+                    })?;
+                    println!(
+                        "{{\"bench\": \"matmul\", \"rows\": {n}, \"in\": {i}, \"out\": {o}, \"gflops\": {:.1}, \"weight_gb_per_s\": {:.1}}}",
+                        2.0 * (n * i * o) as f64 / secs / 1e9,
+                        (4 * i * o) as f64 / secs / 1e9
+                    );
+                }
+            }
         }
         "export-f32" => {
             use candle_core::quantized::{GgmlDType, QTensor, gguf_file};

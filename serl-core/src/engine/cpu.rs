@@ -240,6 +240,49 @@ impl Backend for Cpu {
         k::attention_bwd(q, kk, v, out, lse, dout, dq, dk, dv, pad, d);
     }
 
+    fn kv_write(
+        &self,
+        cache: &mut Vec<f32>,
+        src: &Vec<f32>,
+        b: usize,
+        t: usize,
+        cap: usize,
+        len: usize,
+        width: usize,
+    ) {
+        for s in 0..b {
+            let dst = (s * cap + len) * width;
+            cache[dst..dst + t * width].copy_from_slice(&src[s * t * width..(s + 1) * t * width]);
+        }
+    }
+
+    fn attention_cached(
+        &self,
+        q: &Vec<f32>,
+        kc: &Vec<f32>,
+        vc: &Vec<f32>,
+        out: &mut Vec<f32>,
+        pad: &Vec<u32>,
+        len: usize,
+        cap: usize,
+        d: AttnDims,
+    ) {
+        k::attention_cached(q, kc, vc, out, pad, len, cap, d);
+    }
+
+    fn copy_rows(
+        &self,
+        src: &Vec<f32>,
+        from: usize,
+        dst: &mut Vec<f32>,
+        to: usize,
+        rows: usize,
+        width: usize,
+    ) {
+        dst[to * width..(to + rows) * width]
+            .copy_from_slice(&src[from * width..(from + rows) * width]);
+    }
+
     fn swiglu(&self, g: &Vec<f32>, u: &Vec<f32>, out: &mut Vec<f32>, len: usize) {
         k::swiglu(&g[..len], &u[..len], &mut out[..len]);
     }

@@ -17,6 +17,18 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'st
         x.iter().fold(Self::neg_infinity(), |a, &b| a.max(b))
     }
 
+    /// Σ a·b.
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        a.iter().zip(b).map(|(&x, &y)| x * y).sum()
+    }
+
+    /// `out[r] = rows[r] · w`.
+    fn dots(rows: &[&[Self]], w: &[Self], out: &mut [Self]) {
+        for (o, r) in out.iter_mut().zip(rows) {
+            *o = Self::dot(r, w);
+        }
+    }
+
     /// `x ← exp(x − m)` elementwise; returns the sum.
     fn exp_shifted(x: &mut [Self], m: Self) -> Self {
         let mut s = Self::zero();
@@ -39,6 +51,14 @@ impl Real for f32 {
 
     fn exp_shifted(x: &mut [f32], m: f32) -> f32 {
         super::simd::exp_shifted(x, m)
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        super::simd::dot(a, b)
+    }
+
+    fn dots(rows: &[&[f32]], w: &[f32], out: &mut [f32]) {
+        super::simd::dots(rows, w, out)
     }
 }
 
@@ -172,6 +192,9 @@ pub fn matmul<T: Real>(
         x.len() >= n * i && w.len() >= o * i && out.len() >= n * o,
         "matmul: sizes"
     );
+    if n <= SKINNY_ROWS {
+        return skinny(x, w, bias, out, (n, i, o), acc);
+    }
     // SAFETY: sizes checked above.
     unsafe { gemm(n, o, i, out, acc, rm(x, i), tr(w, i)) };
     if let Some(b) = bias {
@@ -182,6 +205,51 @@ pub fn matmul<T: Real>(
             }
         });
     }
+}
+
+/// Up to this many rows (decoding: one token per sequence), [`matmul`]
+/// streams each weight row once through dot products instead of a GEMM,
+/// which would pack the whole weight matrix on every call.
+const SKINNY_ROWS: usize = 32;
+
+/// [`matmul`] for few rows: weight rows in parallel blocks.
+fn skinny<T: Real>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    out: &mut [T],
+    (n, i, o): (usize, usize, usize),
+    acc: bool,
+) {
+    // Tiles of 16 weight rows (37 KB at width 576) stay in L1/L2 while
+    // each group of 4 input rows passes over them; a parallel task takes a
+    // run of tiles (about 8 tasks per thread).
+    const TILE: usize = 16;
+    let per_task = (o / (8 * rayon::current_num_threads()).max(1))
+        .max(TILE)
+        .div_ceil(TILE)
+        * TILE;
+    let outp = Shared(out.as_mut_ptr());
+    let rows: Vec<&[T]> = x[..n * i].chunks(i).collect();
+    (0..o.div_ceil(per_task)).into_par_iter().for_each(|task| {
+        let outp = outp;
+        let mut ys = [T::zero(); 4];
+        let end = ((task + 1) * per_task).min(o);
+        for j0 in (task * per_task..end).step_by(TILE) {
+            for (g, grp) in rows.chunks(4).enumerate() {
+                for j in j0..(j0 + TILE).min(end) {
+                    T::dots(grp, &w[j * i..(j + 1) * i], &mut ys[..grp.len()]);
+                    let add = bias.map_or(T::zero(), |b| b[j]);
+                    for (k, &y) in ys[..grp.len()].iter().enumerate() {
+                        // SAFETY: this task alone writes the columns of its
+                        // weight rows; (r, j) lies inside out's n × o extent.
+                        let dst = unsafe { &mut *outp.0.add((g * 4 + k) * o + j) };
+                        *dst = if acc { *dst + y + add } else { y + add };
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// `dx[n, i] (+)= dout[n, o] · w[o, i]` (the input gradient of [`matmul`]).
@@ -598,6 +666,61 @@ pub fn attention_bwd<T: Real>(
             unsafe {
                 gemm_strided(tq, hd, tq, dqm, true, dpmm, km, scale, none);
                 gemm_strided(tq, hd, tq, dkm, true, dpmt, qm, scale, none);
+            }
+        }
+    });
+}
+
+/// Attention of `d.t` new queries per sequence (`q` `[b·t, nh·hd]`) over
+/// a key/value cache `[b, cap, nkv·hd]` whose first `len + t` positions are
+/// filled (the new ones included): query `i` sees cache positions
+/// `pad[s]..=len + i`. Writes `out` like `q`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_cached<T: Real>(
+    q: &[T],
+    kc: &[T],
+    vc: &[T],
+    out: &mut [T],
+    pad: &[u32],
+    len: usize,
+    cap: usize,
+    d: AttnDims,
+) {
+    let AttnDims { b, t, nh, nkv, hd } = d;
+    let rep = nh / nkv;
+    let (qw, kw) = (nh * hd, nkv * hd);
+    let scale = T::of(1.0 / (hd as f64).sqrt());
+    assert!(len + t <= cap && q.len() >= b * t * qw && out.len() >= b * t * qw);
+    assert!(kc.len() >= b * cap * kw && vc.len() >= b * cap * kw && pad.len() >= b);
+    let outp = Shared(out.as_mut_ptr());
+    (0..b * nh).into_par_iter().for_each(|bh| {
+        let (s, h) = (bh / nh, bh % nh);
+        let kvh = h / rep;
+        let p0 = pad[s] as usize;
+        let outp = outp;
+        let mut sc = vec![T::zero(); len + t];
+        for i in 0..t {
+            let row = (s * t + i) * qw + h * hd;
+            // SAFETY: task (s, h) alone writes out's rows of sequence s at head h.
+            let o = unsafe { std::slice::from_raw_parts_mut(outp.0.add(row), hd) };
+            o.iter_mut().for_each(|x| *x = T::zero());
+            let last = len + i;
+            if p0 > last {
+                continue;
+            }
+            let qi = &q[row..row + hd];
+            let at = |j: usize| (s * cap + j) * kw + kvh * hd;
+            for j in p0..=last {
+                sc[j] = T::dot(qi, &kc[at(j)..at(j) + hd]) * scale;
+            }
+            let m = T::max_of(&sc[p0..=last]);
+            let z = T::exp_shifted(&mut sc[p0..=last], m);
+            let inv = T::one() / z;
+            for j in p0..=last {
+                let p = sc[j] * inv;
+                for (y, &vv) in o.iter_mut().zip(&vc[at(j)..at(j) + hd]) {
+                    *y += p * vv;
+                }
             }
         }
     });

@@ -195,12 +195,12 @@ macro_rules! timed {
 /// The model driver: a configuration, its parameter layout, a backend and
 /// the RoPE tables on it.
 pub struct Llama<B: Backend> {
-    be: B,
-    cfg: ModelConfig,
-    layout: Layout,
-    rope_len: usize,
-    cos: B::Buf,
-    sin: B::Buf,
+    pub(super) be: B,
+    pub(super) cfg: ModelConfig,
+    pub(super) layout: Layout,
+    pub(super) rope_len: usize,
+    pub(super) cos: B::Buf,
+    pub(super) sin: B::Buf,
     profile: Option<Profile>,
 }
 
@@ -209,7 +209,8 @@ impl<B: Backend> Llama<B> {
     pub fn new(be: B, cfg: ModelConfig) -> Result<Self, EngineError> {
         let layout = Layout::new(&cfg);
         let (cos, sin) = (be.zeros(0)?, be.zeros(0)?);
-        Ok(Llama {
+        let limit = cfg.max_position_embeddings.clamp(1, MAX_ROPE_POSITIONS);
+        let mut llama = Llama {
             be,
             cfg,
             layout,
@@ -217,7 +218,11 @@ impl<B: Backend> Llama<B> {
             cos,
             sin,
             profile: None,
-        })
+        };
+        // The whole table up front (at most 32,768 × head_dim/2 × 2 floats),
+        // so decoding needs no mutable driver.
+        llama.ensure_rope(limit)?;
+        Ok(llama)
     }
 
     /// The backend.
@@ -255,7 +260,6 @@ impl<B: Backend> Llama<B> {
                 "sequence of {len} positions is longer than the position table ({limit})"
             )));
         }
-        let len = len.next_power_of_two().min(limit);
         let inv = self.cfg.rope_inv_freq();
         let (mut cos, mut sin) = (Vec::with_capacity(len * inv.len()), Vec::new());
         for p in 0..len {

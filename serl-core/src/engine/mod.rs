@@ -10,12 +10,14 @@
 //! and data crosses only through [`Backend::upload`] and [`Backend::read`].
 
 mod cpu;
+mod decode;
 pub mod kernels;
 mod layout;
 mod llama;
 mod simd;
 
 pub use cpu::Cpu;
+pub use decode::KvCache;
 pub use kernels::{AttnDims, GradFn};
 pub use layout::{LayerSpans, Layout, ParamInfo, Span};
 pub use llama::{Activations, Llama, Profile, TokenBatch};
@@ -198,6 +200,45 @@ pub trait Backend {
         dv: &mut Self::Buf,
         pad: &Self::Ids,
         d: AttnDims,
+    );
+    /// `cache[s, len + i] = src[s·t + i]` (rows of `width`; the cache holds
+    /// `cap` positions per sequence).
+    #[allow(clippy::too_many_arguments)]
+    fn kv_write(
+        &self,
+        cache: &mut Self::Buf,
+        src: &Self::Buf,
+        b: usize,
+        t: usize,
+        cap: usize,
+        len: usize,
+        width: usize,
+    );
+    /// Attention of `d.t` new queries per sequence over a filled cache (see
+    /// [`kernels::attention_cached`]).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_cached(
+        &self,
+        q: &Self::Buf,
+        kc: &Self::Buf,
+        vc: &Self::Buf,
+        out: &mut Self::Buf,
+        pad: &Self::Ids,
+        len: usize,
+        cap: usize,
+        d: AttnDims,
+    );
+    /// Copies `rows` rows of `width` from `src` (starting at row `from`) to
+    /// `dst` (starting at row `to`).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_rows(
+        &self,
+        src: &Self::Buf,
+        from: usize,
+        dst: &mut Self::Buf,
+        to: usize,
+        rows: usize,
+        width: usize,
     );
     /// `out = silu(g) · u` over `len` elements.
     fn swiglu(&self, g: &Self::Buf, u: &Self::Buf, out: &mut Self::Buf, len: usize);

@@ -61,6 +61,87 @@ fn max_body(x: &[f32]) -> f32 {
     m
 }
 
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    dot1(a, b)
+}
+
+/// `out[r] = rows[r] · w`: four rows at a time, so each chunk of `w` is
+/// loaded once for four independent accumulators (kept in registers: the
+/// four-row body has no dynamic count).
+#[inline(always)]
+fn dots_body(rows: &[&[f32]], w: &[f32], out: &mut [f32]) {
+    let mut r = 0;
+    while r + 4 <= rows.len() {
+        let q = dot4(rows[r], rows[r + 1], rows[r + 2], rows[r + 3], w);
+        out[r..r + 4].copy_from_slice(&q);
+        r += 4;
+    }
+    while r < rows.len() {
+        out[r] = dot1(rows[r], w);
+        r += 1;
+    }
+}
+
+#[inline(always)]
+fn dot1(a: &[f32], w: &[f32]) -> f32 {
+    let k = a.len().min(w.len());
+    let full = k / (2 * LANES) * (2 * LANES);
+    let (mut s0, mut s1) = ([0f32; LANES], [0f32; LANES]);
+    let mut i = 0;
+    while i < full {
+        let (x, y) = (&a[i..i + 2 * LANES], &w[i..i + 2 * LANES]);
+        for l in 0..LANES {
+            s0[l] += x[l] * y[l];
+            s1[l] += x[LANES + l] * y[LANES + l];
+        }
+        i += 2 * LANES;
+    }
+    let mut s: f32 = s0.iter().zip(&s1).map(|(p, q)| p + q).sum();
+    for t in full..k {
+        s += a[t] * w[t];
+    }
+    s
+}
+
+#[inline(always)]
+fn dot4(a: &[f32], b: &[f32], c: &[f32], d: &[f32], w: &[f32]) -> [f32; 4] {
+    let k = a.len().min(b.len()).min(c.len()).min(d.len()).min(w.len());
+    let full = k / LANES * LANES;
+    let (mut sa, mut sb, mut sc, mut sd) =
+        ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let mut i = 0;
+    while i < full {
+        let y = &w[i..i + LANES];
+        let (xa, xb, xc, xd) = (
+            &a[i..i + LANES],
+            &b[i..i + LANES],
+            &c[i..i + LANES],
+            &d[i..i + LANES],
+        );
+        for l in 0..LANES {
+            sa[l] += xa[l] * y[l];
+            sb[l] += xb[l] * y[l];
+            sc[l] += xc[l] * y[l];
+            sd[l] += xd[l] * y[l];
+        }
+        i += LANES;
+    }
+    let mut out = [
+        sa.iter().sum::<f32>(),
+        sb.iter().sum::<f32>(),
+        sc.iter().sum::<f32>(),
+        sd.iter().sum::<f32>(),
+    ];
+    for t in full..k {
+        out[0] += a[t] * w[t];
+        out[1] += b[t] * w[t];
+        out[2] += c[t] * w[t];
+        out[3] += d[t] * w[t];
+    }
+    out
+}
+
 macro_rules! dispatch {
     ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         /// Runs the body with the widest vector unit the CPU has.
@@ -93,6 +174,8 @@ macro_rules! dispatch {
 
 dispatch!(exp_shifted, exp_shifted_body, (x: &mut [f32], m: f32) -> f32);
 dispatch!(max, max_body, (x: &[f32]) -> f32);
+dispatch!(dot, dot_body, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(dots, dots_body, (rows: &[&[f32]], w: &[f32], out: &mut [f32]) -> ());
 
 #[cfg(test)]
 mod tests {
@@ -109,6 +192,22 @@ mod tests {
         }
         assert!(worst < 5e-7, "worst relative error {worst:e}");
         assert!(exp_approx(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    #[test]
+    fn dots_match_plain_dot_products() {
+        let w: Vec<f32> = (0..203).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect();
+        let xs: Vec<Vec<f32>> = (0..6)
+            .map(|r| (0..203).map(|i| ((i * (r + 3)) % 7) as f32 - 3.0).collect())
+            .collect();
+        let refs: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+        let mut out = vec![0f32; 6];
+        dots(&refs, &w, &mut out);
+        for (x, o) in xs.iter().zip(&out) {
+            let want: f32 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            assert!((o - want).abs() < 1e-3, "{o} vs {want}");
+            assert!((dot(x, &w) - want).abs() < 1e-3);
+        }
     }
 
     #[test]

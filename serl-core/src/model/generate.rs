@@ -3,11 +3,121 @@
 //! stop strings, a seeded RNG per sample (same seed, same output, whatever
 //! the batch), streaming through a callback.
 
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
 use super::llama::{Model, RolloutState};
+use super::{ModelConfig, ModelError};
+use crate::engine::{Cpu, KvCache, Llama};
+
+/// What batched sampling needs of a model: a prefill into a fresh cache,
+/// merging prefills into one batch, dropping finished rows, and one
+/// decoding step. The compute engine ([`EngineDecoder`]) and candle's
+/// rollout path ([`Model`]) both provide it.
+pub trait Decoder {
+    /// The key/value cache of a batch of sequences.
+    type State;
+    /// The model's hyper-parameters (EOS ids, vocabulary).
+    fn config(&self) -> &ModelConfig;
+    /// Runs one prompt into a fresh cache with room for `extra` tokens;
+    /// returns the cache and the last position's logits.
+    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(Self::State, Vec<f32>), ModelError>;
+    /// One batch from single-sequence caches, each repeated `n` times.
+    fn merge(
+        &self,
+        parts: &[(&Self::State, usize)],
+        extra: usize,
+    ) -> Result<Self::State, ModelError>;
+    /// Keeps the listed rows, in order.
+    fn select(&self, state: &mut Self::State, rows: &[usize]) -> Result<(), ModelError>;
+    /// Appends one token per row; returns each row's next-token logits.
+    fn decode_step(
+        &self,
+        state: &mut Self::State,
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
+impl Decoder for Model {
+    type State = RolloutState;
+
+    fn config(&self) -> &ModelConfig {
+        Model::config(self)
+    }
+
+    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(RolloutState, Vec<f32>), ModelError> {
+        Model::prefill(self, ids, extra)
+    }
+
+    fn merge(
+        &self,
+        parts: &[(&RolloutState, usize)],
+        extra: usize,
+    ) -> Result<RolloutState, ModelError> {
+        RolloutState::merge(parts, extra)
+    }
+
+    fn select(&self, state: &mut RolloutState, rows: &[usize]) -> Result<(), ModelError> {
+        state.select(rows)
+    }
+
+    fn decode_step(
+        &self,
+        state: &mut RolloutState,
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.decode(state, tokens)?.to_vec2()?)
+    }
+}
+
+/// Sampling on the compute engine: a driver and the weights it reads
+/// (a learner's own parameters: no copy).
+pub struct EngineDecoder<'a> {
+    /// The model driver.
+    pub llama: &'a Llama<Cpu>,
+    /// Its flat parameter buffer.
+    pub params: &'a Vec<f32>,
+}
+
+impl Decoder for EngineDecoder<'_> {
+    type State = KvCache<Cpu>;
+
+    fn config(&self) -> &ModelConfig {
+        self.llama.config()
+    }
+
+    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(KvCache<Cpu>, Vec<f32>), ModelError> {
+        if ids.is_empty() {
+            return Err(ModelError::Invalid("empty prompt".into()));
+        }
+        let mut cache = self.llama.new_cache(1, ids.len() + extra)?;
+        let logits = self
+            .llama
+            .step(self.params, &mut cache, ids, ids.len(), false)?;
+        Ok((cache, logits))
+    }
+
+    fn merge(
+        &self,
+        parts: &[(&KvCache<Cpu>, usize)],
+        extra: usize,
+    ) -> Result<KvCache<Cpu>, ModelError> {
+        Ok(self.llama.merge(parts, extra)?)
+    }
+
+    fn select(&self, state: &mut KvCache<Cpu>, rows: &[usize]) -> Result<(), ModelError> {
+        Ok(self.llama.select(state, rows)?)
+    }
+
+    fn decode_step(
+        &self,
+        state: &mut KvCache<Cpu>,
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let v = self.llama.config().vocab_size;
+        let flat = self.llama.step(self.params, state, tokens, 1, false)?;
+        Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
+    }
+}
 use super::sample::{self, Knobs};
 use super::tokenizer::Tokenizer;
 use crate::eval::Rng;
@@ -175,8 +285,8 @@ fn row_seed(seed: u64, prompt: usize, sample: usize) -> u64 {
 
 /// Samples `params.n` continuations of every prompt. `on_token` sees each
 /// token as it is chosen. Results are ordered by prompt, then sample.
-pub fn generate(
-    model: &Model,
+pub fn generate<D: Decoder + ?Sized>(
+    model: &D,
     tokenizer: &Tokenizer,
     req: &GenerateRequest,
     mut on_token: impl FnMut(TokenEvent),
@@ -232,8 +342,8 @@ pub fn generate(
     for row in rows.iter_mut() {
         check_done(row, &eos, p, tokenizer)?;
     }
-    let parts: Vec<(&RolloutState, usize)> = states.iter().map(|s| (s, p.n)).collect();
-    let mut state = RolloutState::merge(&parts, p.max_new_tokens)?;
+    let parts: Vec<(&D::State, usize)> = states.iter().map(|s| (s, p.n)).collect();
+    let mut state = model.merge(&parts, p.max_new_tokens)?;
     drop(states);
     // Rows of the batch still running, as indices into `rows`.
     let mut active: Vec<usize> = (0..rows.len()).collect();
@@ -245,15 +355,14 @@ pub fn generate(
             break;
         }
         if keep.len() != active.len() {
-            state.select(&keep)?;
+            model.select(&mut state, &keep)?;
             active = keep.iter().map(|&j| active[j]).collect();
         }
         let last: Vec<u32> = active
             .iter()
             .map(|&r| *rows[r].ids.last().unwrap_or(&0))
             .collect();
-        let logits: Tensor = model.decode(&mut state, &last)?;
-        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        let logits = model.decode_step(&mut state, &last)?;
         for (j, &r) in active.iter().enumerate() {
             let row = &mut rows[r];
             let mut l = logits[j].clone();

@@ -16,7 +16,7 @@ pub mod generate;
 
 pub use candle_core::{DType, Device};
 pub use config::{Family, Llama3RopeScaling, ModelConfig};
-pub use generate::{GenerateRequest, Generation, SamplingParams};
+pub use generate::{Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams};
 pub use llama::{Model, RolloutState};
 pub use store::{LoadOptions, load_model, write_atomic};
 pub use tokenizer::{CHATML_TEMPLATE, ChatMessage, Tokenizer, byte_to_char};
@@ -45,6 +45,9 @@ pub enum ModelError {
     /// The tokenizer or chat template failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The compute engine rejected a batch or could not allocate.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// A tensor operation failed (shape mismatch, device error, ...).
     #[error("tensor: {0}")]
     Tensor(#[from] candle_core::Error),

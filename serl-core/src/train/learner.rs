@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 
 use super::TrainError;
 use crate::engine::{Activations, Backend, Cpu, GradFn, Layout, Llama, Profile, Span, TokenBatch};
-use crate::model::Model;
+use crate::model::{EngineDecoder, Model};
 
 /// A frozen model on the engine that scores token rows (the reference
 /// policy of the KL term).
@@ -30,6 +30,14 @@ impl Scorer {
             params,
             acts: None,
         })
+    }
+
+    /// Samples from these weights on the engine (see [`crate::model::generate`]).
+    pub fn decoder(&self) -> EngineDecoder<'_> {
+        EngineDecoder {
+            llama: &self.llama,
+            params: &self.params,
+        }
     }
 
     /// Log-probabilities of the batch's scored targets.
@@ -128,6 +136,15 @@ impl Learner {
     /// Kernel times summed since profiling started.
     pub fn profile(&self) -> Option<&Profile> {
         self.llama.profile()
+    }
+
+    /// Samples from the current weights on the engine (see
+    /// [`crate::model::generate`]).
+    pub fn decoder(&self) -> EngineDecoder<'_> {
+        EngineDecoder {
+            llama: &self.llama,
+            params: &self.params,
+        }
     }
 
     /// Where each parameter lives in the flat buffers.

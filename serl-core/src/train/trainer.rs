@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, CaseMode, DiversityFilter, Rng};
-use crate::model::generate::{self, Generation};
+use crate::model::generate::{self, Decoder, Generation};
 use crate::model::{
     self, ChatMessage, GenerateRequest, LoadOptions, Model, SamplingParams, Tokenizer,
 };
@@ -454,7 +454,7 @@ impl Trainer {
                         ..Default::default()
                     };
                     let gens = generate::generate(
-                        &self.model,
+                        &self.learner.decoder(),
                         &self.tokenizer,
                         &GenerateRequest { prompts, params },
                         |_| {},
@@ -529,7 +529,7 @@ impl Trainer {
                 ..Default::default()
             };
             let gens = generate::generate(
-                &self.model,
+                &self.learner.decoder(),
                 &self.tokenizer,
                 &GenerateRequest {
                     prompts: prompts.clone(),
@@ -841,7 +841,7 @@ impl Trainer {
     /// evaluation set; appends the result to `eval.jsonl`.
     pub fn evaluate(&mut self) -> Result<EvalResult, TrainError> {
         let r = evaluate_model(
-            &self.model,
+            &self.learner.decoder(),
             &self.tokenizer,
             &self.eval_set,
             &self.cfg,
@@ -1004,8 +1004,8 @@ impl Trainer {
 }
 
 /// Greedy pass@1, avg@k and maj@k of `model` on labelled `examples`.
-pub fn evaluate_model(
-    model: &Model,
+pub fn evaluate_model<D: Decoder + ?Sized>(
+    model: &D,
     tok: &Tokenizer,
     examples: &[Example],
     cfg: &Config,
@@ -1016,8 +1016,8 @@ pub fn evaluate_model(
 
 /// [`evaluate_model`] with every question's answers (e.g. to see whether
 /// wrong samples agree with each other).
-pub fn evaluate_model_answers(
-    model: &Model,
+pub fn evaluate_model_answers<D: Decoder + ?Sized>(
+    model: &D,
     tok: &Tokenizer,
     examples: &[Example],
     cfg: &Config,
@@ -1101,8 +1101,8 @@ pub fn evaluate_model_answers(
 /// sequences at a time (bounded batches keep the KV cache small). Sampled
 /// outputs do not depend on `rows`: each (prompt, sample) has its own RNG
 /// stream keyed by the prompt's index in `prompts`.
-fn generate_chunked(
-    model: &Model,
+fn generate_chunked<D: Decoder + ?Sized>(
+    model: &D,
     tok: &Tokenizer,
     prompts: &[Vec<u32>],
     params: &SamplingParams,

@@ -1,0 +1,350 @@
+//! Rollouts on the engine: a key/value cache per layer, the cached forward
+//! that appends tokens and returns next-token logits, and the cache
+//! operations batched sampling needs (merge prefills, drop finished rows).
+
+use super::kernels::AttnDims;
+use super::{Backend, EngineError, Llama, Span};
+
+/// Per-step working memory of the cached forward.
+struct Scratch<B: Backend> {
+    rows: usize,
+    x: B::Buf,
+    norm: B::Buf,
+    rstd: B::Buf,
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    ctx: B::Buf,
+    g: B::Buf,
+    u: B::Buf,
+    hsw: B::Buf,
+    last: B::Buf,
+}
+
+/// The key/value cache of a batch of sequences being sampled: rows are
+/// left-padded to a common length, pad slots masked.
+pub struct KvCache<B: Backend> {
+    k: Vec<B::Buf>,
+    v: Vec<B::Buf>,
+    b: usize,
+    cap: usize,
+    len: usize,
+    pad: Vec<u32>,
+    next_pos: Vec<u32>,
+    scratch: Option<Scratch<B>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Number of sequences.
+    pub fn batch(&self) -> usize {
+        self.b
+    }
+
+    /// Filled positions (left padding included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before anything is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    fn kv_width(&self) -> usize {
+        self.cfg.num_key_value_heads * self.cfg.head_dim
+    }
+
+    /// An empty cache for `b` sequences of up to `cap` positions.
+    pub fn new_cache(&self, b: usize, cap: usize) -> Result<KvCache<B>, EngineError> {
+        let w = self.kv_width();
+        let mut k = Vec::with_capacity(self.cfg.num_hidden_layers);
+        let mut v = Vec::with_capacity(self.cfg.num_hidden_layers);
+        for _ in 0..self.cfg.num_hidden_layers {
+            k.push(self.be.zeros(b * cap * w)?);
+            v.push(self.be.zeros(b * cap * w)?);
+        }
+        Ok(KvCache {
+            k,
+            v,
+            b,
+            cap,
+            len: 0,
+            pad: vec![0; b],
+            next_pos: vec![0; b],
+            scratch: None,
+        })
+    }
+
+    fn scratch(&self, rows: usize) -> Result<Scratch<B>, EngineError> {
+        let c = &self.cfg;
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let nq = c.num_attention_heads * c.head_dim;
+        let z = |w: usize| self.be.zeros(rows * w);
+        Ok(Scratch {
+            rows,
+            x: z(h)?,
+            norm: z(h)?,
+            rstd: z(1)?,
+            q: z(nq)?,
+            k: z(self.kv_width())?,
+            v: z(self.kv_width())?,
+            ctx: z(nq)?,
+            g: z(i)?,
+            u: z(i)?,
+            hsw: z(i)?,
+            last: z(h)?,
+        })
+    }
+
+    /// Appends `t` tokens to every sequence of the cache (`tokens` is
+    /// `b × t`, row-major) and returns next-token logits (f32, read back):
+    /// `[b, V]` for each sequence's last new position, or `[b, t, V]` with
+    /// `all`.
+    pub fn step(
+        &self,
+        params: &B::Buf,
+        cache: &mut KvCache<B>,
+        tokens: &[u32],
+        t: usize,
+        all: bool,
+    ) -> Result<Vec<f32>, EngineError> {
+        let b = cache.b;
+        if t == 0 || tokens.len() != b * t {
+            return Err(EngineError::Invalid(format!(
+                "{} tokens for {b} sequences of {t} new positions",
+                tokens.len()
+            )));
+        }
+        if cache.len + t > cache.cap {
+            return Err(EngineError::Invalid(format!(
+                "cache full: {} + {t} tokens exceed its capacity {}",
+                cache.len, cache.cap
+            )));
+        }
+        let cfg = &self.cfg;
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+            return Err(EngineError::Invalid(format!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                cfg.vocab_size
+            )));
+        }
+        let mut pos = Vec::with_capacity(b * t);
+        for s in 0..b {
+            for i in 0..t {
+                let p = cache.next_pos[s] as usize + i;
+                if p >= self.rope_len {
+                    return Err(EngineError::Invalid(format!(
+                        "position {p} exceeds the position table ({})",
+                        self.rope_len
+                    )));
+                }
+                pos.push(p as u32);
+            }
+        }
+        let n = b * t;
+        let mut sc = match cache.scratch.take() {
+            Some(s) if s.rows >= n => s,
+            _ => self.scratch(n)?,
+        };
+        let be = &self.be;
+        let lay = &self.layout;
+        let (h, im) = (cfg.hidden_size, cfg.intermediate_size);
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let (nq, nk) = (nh * hd, nkv * hd);
+        let eps = cfg.rms_norm_eps;
+        let dims = AttnDims { b, t, nh, nkv, hd };
+        let ids = be.upload_ids(tokens)?;
+        let pos = be.upload_ids(&pos)?;
+        let pad = be.upload_ids(&cache.pad)?;
+        be.embedding(params, lay.embed, &ids, n, &mut sc.x, h);
+        for (l, ls) in lay.layers.iter().enumerate() {
+            be.rmsnorm(
+                &sc.x,
+                params,
+                ls.input_norm,
+                &mut sc.norm,
+                &mut sc.rstd,
+                n,
+                h,
+                eps,
+            );
+            be.matmul(
+                &sc.norm,
+                params,
+                ls.q,
+                ls.q_bias,
+                &mut sc.q,
+                (n, h, nq),
+                false,
+            );
+            be.matmul(
+                &sc.norm,
+                params,
+                ls.k,
+                ls.k_bias,
+                &mut sc.k,
+                (n, h, nk),
+                false,
+            );
+            be.matmul(
+                &sc.norm,
+                params,
+                ls.v,
+                ls.v_bias,
+                &mut sc.v,
+                (n, h, nk),
+                false,
+            );
+            be.rope(&mut sc.q, &pos, n, &self.cos, &self.sin, nh, hd, false);
+            be.rope(&mut sc.k, &pos, n, &self.cos, &self.sin, nkv, hd, false);
+            be.kv_write(&mut cache.k[l], &sc.k, b, t, cache.cap, cache.len, nk);
+            be.kv_write(&mut cache.v[l], &sc.v, b, t, cache.cap, cache.len, nk);
+            be.attention_cached(
+                &sc.q,
+                &cache.k[l],
+                &cache.v[l],
+                &mut sc.ctx,
+                &pad,
+                cache.len,
+                cache.cap,
+                dims,
+            );
+            be.matmul(&sc.ctx, params, ls.o, None, &mut sc.x, (n, nq, h), true);
+            be.rmsnorm(
+                &sc.x,
+                params,
+                ls.post_norm,
+                &mut sc.norm,
+                &mut sc.rstd,
+                n,
+                h,
+                eps,
+            );
+            be.matmul(
+                &sc.norm,
+                params,
+                ls.gate,
+                None,
+                &mut sc.g,
+                (n, h, im),
+                false,
+            );
+            be.matmul(&sc.norm, params, ls.up, None, &mut sc.u, (n, h, im), false);
+            be.swiglu(&sc.g, &sc.u, &mut sc.hsw, n * im);
+            be.matmul(&sc.hsw, params, ls.down, None, &mut sc.x, (n, im, h), true);
+        }
+        cache.len += t;
+        for p in cache.next_pos.iter_mut() {
+            *p += t as u32;
+        }
+        // The head runs on the positions whose logits are asked for only.
+        let rows = if all { n } else { b };
+        let src = if all {
+            &sc.x
+        } else {
+            for s in 0..b {
+                be.copy_rows(&sc.x, s * t + t - 1, &mut sc.last, s, 1, h);
+            }
+            &sc.last
+        };
+        be.rmsnorm(
+            src,
+            params,
+            lay.norm,
+            &mut sc.norm,
+            &mut sc.rstd,
+            rows,
+            h,
+            eps,
+        );
+        let v = cfg.vocab_size;
+        let mut logits = be.zeros(rows * v)?;
+        be.matmul(
+            &sc.norm,
+            params,
+            lay.head,
+            None,
+            &mut logits,
+            (rows, h, v),
+            false,
+        );
+        let out = be.read(
+            &logits,
+            Span {
+                off: 0,
+                len: rows * v,
+            },
+        )?;
+        cache.scratch = Some(sc);
+        Ok(out)
+    }
+
+    /// One cache holding the given single-sequence caches, each repeated
+    /// `n` times (the samples of one prompt share its prefill), left-padded
+    /// to the longest, with room for `extra` more tokens.
+    pub fn merge(
+        &self,
+        parts: &[(&KvCache<B>, usize)],
+        extra: usize,
+    ) -> Result<KvCache<B>, EngineError> {
+        if parts.is_empty() || parts.iter().any(|(c, _)| c.b != 1) {
+            return Err(EngineError::Invalid(
+                "merge: needs single-sequence caches".into(),
+            ));
+        }
+        let longest = parts.iter().map(|(c, _)| c.len).max().unwrap_or(0);
+        let rows: usize = parts.iter().map(|(_, n)| n).sum();
+        let mut out = self.new_cache(rows, longest + extra)?;
+        let w = self.kv_width();
+        let mut r = 0;
+        for (c, n) in parts {
+            let shift = longest - c.len;
+            for _ in 0..*n {
+                for l in 0..self.cfg.num_hidden_layers {
+                    let to = r * out.cap + shift;
+                    self.be.copy_rows(&c.k[l], 0, &mut out.k[l], to, c.len, w);
+                    self.be.copy_rows(&c.v[l], 0, &mut out.v[l], to, c.len, w);
+                }
+                out.pad[r] = (shift + c.pad[0] as usize) as u32;
+                out.next_pos[r] = c.next_pos[0];
+                r += 1;
+            }
+        }
+        out.len = longest;
+        Ok(out)
+    }
+
+    /// Keeps only the listed sequences, in that order.
+    pub fn select(&self, cache: &mut KvCache<B>, rows: &[usize]) -> Result<(), EngineError> {
+        if rows.is_empty() || rows.iter().any(|&r| r >= cache.b) {
+            return Err(EngineError::Invalid(format!(
+                "select: rows {rows:?} of a cache of {}",
+                cache.b
+            )));
+        }
+        let w = self.kv_width();
+        for l in 0..self.cfg.num_hidden_layers {
+            let mut k = self.be.zeros(rows.len() * cache.cap * w)?;
+            let mut v = self.be.zeros(rows.len() * cache.cap * w)?;
+            for (to, &from) in rows.iter().enumerate() {
+                let n = cache.len;
+                self.be
+                    .copy_rows(&cache.k[l], from * cache.cap, &mut k, to * cache.cap, n, w);
+                self.be
+                    .copy_rows(&cache.v[l], from * cache.cap, &mut v, to * cache.cap, n, w);
+            }
+            cache.k[l] = k;
+            cache.v[l] = v;
+        }
+        cache.pad = rows.iter().map(|&r| cache.pad[r]).collect();
+        cache.next_pos = rows.iter().map(|&r| cache.next_pos[r]).collect();
+        cache.b = rows.len();
+        Ok(())
+    }
+}
