@@ -232,7 +232,6 @@ fn skinny<T: Real>(
     let outp = Shared(out.as_mut_ptr());
     let rows: Vec<&[T]> = x[..n * i].chunks(i).collect();
     (0..o.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let outp = outp;
         let mut ys = [T::zero(); 4];
         let end = ((task + 1) * per_task).min(o);
         for j0 in (task * per_task..end).step_by(TILE) {
@@ -243,7 +242,7 @@ fn skinny<T: Real>(
                     for (k, &y) in ys[..grp.len()].iter().enumerate() {
                         // SAFETY: this task alone writes the columns of its
                         // weight rows; (r, j) lies inside out's n × o extent.
-                        let dst = unsafe { &mut *outp.0.add((g * 4 + k) * o + j) };
+                        let dst = unsafe { &mut *outp.at().add((g * 4 + k) * o + j) };
                         *dst = if acc { *dst + y + add } else { y + add };
                     }
                 }
@@ -430,6 +429,13 @@ struct Shared<T>(*mut T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
+impl<T> Shared<T> {
+    /// The pointer (a method, so closures capture the whole wrapper).
+    fn at(&self) -> *mut T {
+        self.0
+    }
+}
+
 /// Row `i`'s scores `S[i, j]` (`j ≤ i`, the rest −∞) turned into
 /// probabilities with the saved (or, with `lse = None`, new) log-sum-exp.
 fn causal_softmax_row<T: Real>(row: &mut [T], i: usize, lse: Option<T>) -> T {
@@ -480,15 +486,14 @@ pub fn attention<T: Real>(
         let kvh = h / rep;
         let p0 = (pad[s] as usize).min(t);
         let tq = t - p0;
-        let (outp, lsep) = (outp, lsep);
         let row0 = s * t + p0;
         // SAFETY: task (s, h) alone writes out's rows of sequence s at head
         // h and lse's (s, h) row; both inside the checked extents.
-        let lrow = unsafe { std::slice::from_raw_parts_mut(lsep.0.add((s * nh + h) * t), t) };
+        let lrow = unsafe { std::slice::from_raw_parts_mut(lsep.at().add((s * nh + h) * t), t) };
         lrow[..p0].iter_mut().for_each(|x| *x = T::zero());
         for i in 0..p0 {
             let o = unsafe {
-                std::slice::from_raw_parts_mut(outp.0.add((s * t + i) * qw + h * hd), hd)
+                std::slice::from_raw_parts_mut(outp.at().add((s * t + i) * qw + h * hd), hd)
             };
             o.iter_mut().for_each(|x| *x = T::zero());
         }
@@ -517,7 +522,7 @@ pub fn attention<T: Real>(
             cs: 1,
         };
         let om = Mat {
-            ptr: unsafe { outp.0.add(row0 * qw + h * hd) } as *const T,
+            ptr: unsafe { outp.at().add(row0 * qw + h * hd) } as *const T,
             rs: qw as isize,
             cs: 1,
         };
@@ -571,7 +576,6 @@ pub fn attention_bwd<T: Real>(
         if tq == 0 {
             return;
         }
-        let (dqp, dkp, dvp) = (dqp, dkp, dvp);
         let row0 = s * t + p0;
         let mut pm = vec![T::zero(); tq * tq];
         let mut dpm = vec![T::zero(); tq * tq];
@@ -594,12 +598,12 @@ pub fn attention_bwd<T: Real>(
         // SAFETY: task (s, kvh) alone touches dq rows of its query heads and
         // dk/dv rows of its key/value head in sequence s.
         let dkm = Mat {
-            ptr: unsafe { dkp.0.add(kr) } as *const T,
+            ptr: unsafe { dkp.at().add(kr) } as *const T,
             rs: kw as isize,
             cs: 1,
         };
         let dvm = Mat {
-            ptr: unsafe { dvp.0.add(kr) } as *const T,
+            ptr: unsafe { dvp.at().add(kr) } as *const T,
             rs: kw as isize,
             cs: 1,
         };
@@ -616,7 +620,7 @@ pub fn attention_bwd<T: Real>(
                 cs: 1,
             };
             let dqm = Mat {
-                ptr: unsafe { dqp.0.add(qr) } as *const T,
+                ptr: unsafe { dqp.at().add(qr) } as *const T,
                 rs: qw as isize,
                 cs: 1,
             };
@@ -697,12 +701,11 @@ pub fn attention_cached<T: Real>(
         let (s, h) = (bh / nh, bh % nh);
         let kvh = h / rep;
         let p0 = pad[s] as usize;
-        let outp = outp;
         let mut sc = vec![T::zero(); len + t];
         for i in 0..t {
             let row = (s * t + i) * qw + h * hd;
             // SAFETY: task (s, h) alone writes out's rows of sequence s at head h.
-            let o = unsafe { std::slice::from_raw_parts_mut(outp.0.add(row), hd) };
+            let o = unsafe { std::slice::from_raw_parts_mut(outp.at().add(row), hd) };
             o.iter_mut().for_each(|x| *x = T::zero());
             let last = len + i;
             if p0 > last {
