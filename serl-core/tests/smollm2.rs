@@ -188,6 +188,9 @@ fn logits_logprobs_and_greedy_text_match_transformers() {
     let r = json("smollm2_logits.json");
     let mut worst_logit = 0f32;
     let mut worst_lp = 0f32;
+    let mut worst_engine = 0f32;
+    // The compute engine on the same weights (what the trainer runs).
+    let mut scorer = serl_core::train::Scorer::new(model).expect("engine");
     for p in r["prompts"].as_array().expect("prompts") {
         let name = common::s(p, "name");
         let ids: Vec<u32> = serde_json::from_value(p["input_ids"].clone()).expect("ids");
@@ -238,6 +241,16 @@ fn logits_logprobs_and_greedy_text_match_transformers() {
             worst_lp = worst_lp.max((a - b).abs());
             assert!((a - b).abs() < 1e-3, "{name} logprob {i}: {a} vs {b}");
         }
+        let batch = serl_core::engine::TokenBatch::right_padded(&[&ids], &[1]).expect("batch");
+        let elp = scorer.logprobs(&batch).expect("engine logprobs");
+        assert_eq!(elp.len(), want.len());
+        for (i, (a, b)) in elp.iter().zip(&want).enumerate() {
+            worst_engine = worst_engine.max((a - b).abs());
+            assert!(
+                (a - b).abs() < 1e-3,
+                "{name} engine logprob {i}: {a} vs {b}"
+            );
+        }
         // Greedy continuation, 24 tokens.
         let g = &p["greedy"];
         let want_new: Vec<u32> = serde_json::from_value(g["new_ids"].clone()).expect("new_ids");
@@ -246,17 +259,14 @@ fn logits_logprobs_and_greedy_text_match_transformers() {
             max_new_tokens: 24,
             ..Default::default()
         };
-        let out = generate::generate(
-            model,
-            tok,
-            &GenerateRequest {
-                prompts: vec![ids.clone()],
-                params,
-            },
-            |_| {},
-        )
-        .expect("generate");
+        let req = GenerateRequest {
+            prompts: vec![ids.clone()],
+            params,
+        };
+        let out = generate::generate(model, tok, &req, |_| {}).expect("generate");
         assert_eq!(out[0].token_ids, want_new, "{name} greedy ids");
+        let engine = generate::generate(&scorer.decoder(), tok, &req, |_| {}).expect("engine");
+        assert_eq!(engine[0].token_ids, want_new, "{name} engine greedy ids");
         assert_eq!(
             out[0].text,
             common::s(g, "text_skip_special_true"),
@@ -272,7 +282,7 @@ fn logits_logprobs_and_greedy_text_match_transformers() {
         }
     }
     eprintln!(
-        "SmolLM2 vs transformers: max |Δlogit| {worst_logit:.2e}, max |Δlogprob| {worst_lp:.2e}"
+        "SmolLM2 vs transformers: max |Δlogit| {worst_logit:.2e}, max |Δlogprob| {worst_lp:.2e} (engine {worst_engine:.2e})"
     );
 }
 

@@ -106,7 +106,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let mut out = io::stdout().lock();
     let t1 = Instant::now();
     let mut io_err: Option<io::Error> = None;
-    let gens = generate::generate(&m, &tok, &req, |e: TokenEvent| {
+    let on_token = |e: TokenEvent| {
         if !stream || io_err.is_some() {
             return;
         }
@@ -125,7 +125,14 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             }
             printed = s.len();
         }
-    })?;
+    };
+    // The compute engine on the CPU; candle on another device.
+    let gens = if m.device().is_cpu() {
+        let engine = serl_core::train::Scorer::new(&m)?;
+        generate::generate(&engine.decoder(), &tok, &req, on_token)
+    } else {
+        generate::generate(&m, &tok, &req, on_token)
+    }?;
     if let Some(e) = io_err {
         return Err(e.into());
     }

@@ -374,7 +374,13 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.input_template = t;
     }
     let t0 = Instant::now();
-    let (r, questions) = evaluate_model_answers(&m, &tok, &data, &cfg, 0)?;
+    // The compute engine on the CPU; candle on another device.
+    let (r, questions) = if m.device().is_cpu() {
+        let engine = serl_core::train::Scorer::new(&m)?;
+        evaluate_model_answers(&engine.decoder(), &tok, &data, &cfg, 0)?
+    } else {
+        evaluate_model_answers(&m, &tok, &data, &cfg, 0)?
+    };
     eprintln!(
         "{} in {:.1} s",
         eval_line("eval", &r),
