@@ -142,28 +142,39 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 impl Model {
-    /// Saves weights (`model.safetensors`, in the model's dtype), `config.json`
-    /// and the tokenizer files in Hugging Face format, loadable by
-    /// transformers and vLLM. Every file goes through a temporary file.
+    /// Writes the model in Hugging Face format (safetensors, `config.json`,
+    /// tokenizer files) into `dir`.
     pub fn save_hf(&self, tokenizer: &Tokenizer, dir: &Path) -> Result<(), ModelError> {
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (name, v) in self.named_parameters() {
             tensors.insert(name, v.as_tensor().to_device(&Device::Cpu)?);
         }
-        let st = dir.join("model.safetensors");
-        let tmp = tmp_path(&st);
-        candle_core::safetensors::save(&tensors, &tmp)
-            .map_err(|e| ModelError::Format(format!("{}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &st).map_err(|e| ModelError::io(&st, e))?;
-        let dtype = match self.dtype() {
-            DType::BF16 => "bfloat16",
-            DType::F16 => "float16",
-            _ => "float32",
-        };
-        let cfg = serde_json::to_string_pretty(&self.config().to_hf_json(dtype))
-            .map_err(|e| ModelError::Format(e.to_string()))?;
-        write_atomic(&dir.join("config.json"), cfg.as_bytes())?;
-        tokenizer.save_hf(dir)
+        save_hf_tensors(&tensors, self.config(), self.dtype(), tokenizer, dir)
     }
+}
+
+/// Writes named weights (already in `dtype`) with `cfg` and the tokenizer
+/// as a Hugging Face model directory; the weights file through a temporary.
+pub fn save_hf_tensors(
+    tensors: &HashMap<String, Tensor>,
+    cfg: &ModelConfig,
+    dtype: DType,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let st = dir.join("model.safetensors");
+    let tmp = tmp_path(&st);
+    candle_core::safetensors::save(tensors, &tmp)
+        .map_err(|e| ModelError::Format(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &st).map_err(|e| ModelError::io(&st, e))?;
+    let dtype = match dtype {
+        DType::BF16 => "bfloat16",
+        DType::F16 => "float16",
+        _ => "float32",
+    };
+    let text = serde_json::to_string_pretty(&cfg.to_hf_json(dtype))
+        .map_err(|e| ModelError::Format(e.to_string()))?;
+    write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    tokenizer.save_hf(dir)
 }

@@ -10,7 +10,7 @@ use candle_core::{DType, Tensor};
 
 use super::TrainError;
 use crate::engine::{Activations, Backend, Cpu, GradFn, Layout, Llama, Profile, Span, TokenBatch};
-use crate::model::{EngineDecoder, Model};
+use crate::model::{EngineDecoder, Model, Tokenizer};
 
 /// A frozen model on the engine that scores token rows (the reference
 /// policy of the KL term).
@@ -54,9 +54,20 @@ impl Scorer {
 
 /// `model`'s weights as one flat f32 buffer in the engine's layout.
 fn engine_weights(llama: &Llama<Cpu>, model: &Model) -> Result<Vec<f32>, TrainError> {
+    let mut params = llama.backend().zeros(llama.layout().total)?;
+    fill_weights(llama, model, &mut params)?;
+    Ok(params)
+}
+
+/// Writes `model`'s weights (as f32) into `params`, checking that names
+/// and shapes follow the engine's layout.
+fn fill_weights(
+    llama: &Llama<Cpu>,
+    model: &Model,
+    params: &mut Vec<f32>,
+) -> Result<(), TrainError> {
     let layout = llama.layout();
     let be = llama.backend();
-    let mut params = be.zeros(layout.total)?;
     let named = model.named_parameters();
     if named.len() != layout.params.len() {
         return Err(TrainError::Config(format!(
@@ -79,9 +90,9 @@ fn engine_weights(llama: &Llama<Cpu>, model: &Model) -> Result<Vec<f32>, TrainEr
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1()?;
-        be.write(&mut params, info.span.off, &data)?;
+        be.write(params, info.span.off, &data)?;
     }
-    Ok(params)
+    Ok(())
 }
 
 /// Weights, gradients and AdamW moments of one model on the engine.
@@ -145,6 +156,11 @@ impl Learner {
             llama: &self.llama,
             params: &self.params,
         }
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &crate::model::ModelConfig {
+        self.llama.config()
     }
 
     /// Where each parameter lives in the flat buffers.
@@ -231,6 +247,12 @@ impl Learner {
         be.zero(&mut self.grads, len);
     }
 
+    /// Replaces the weights with `model`'s (same configuration; names and
+    /// shapes are checked).
+    pub fn set_weights(&mut self, model: &Model) -> Result<(), TrainError> {
+        fill_weights(&self.llama, model, &mut self.params)
+    }
+
     /// Sets the gradient to zero.
     pub fn zero_grad(&mut self) {
         let len = self.grads.len();
@@ -260,23 +282,79 @@ impl Learner {
         )?)
     }
 
-    /// The moments as named tensors (`m.<i>`, `v.<i>`, `i` in checkpoint
-    /// order) for a checkpoint.
-    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>, TrainError> {
-        let mut out = HashMap::new();
+    /// The weights as named tensors in `dtype` on the CPU (Hugging Face names).
+    pub fn named_tensors(&self, dtype: DType) -> Result<HashMap<String, Tensor>, TrainError> {
         let cpu = candle_core::Device::Cpu;
-        for (i, info) in self.layout().params.iter().enumerate() {
+        let mut out = HashMap::new();
+        for info in &self.layout().params {
             let s = info.span;
-            let m = Tensor::from_slice(&self.m[s.off..s.off + s.len], info.shape.as_slice(), &cpu)?;
-            let v = Tensor::from_slice(&self.v[s.off..s.off + s.len], info.shape.as_slice(), &cpu)?;
-            out.insert(format!("m.{i}"), m);
-            out.insert(format!("v.{i}"), v);
+            let t = Tensor::from_slice(
+                &self.params[s.off..s.off + s.len],
+                info.shape.as_slice(),
+                &cpu,
+            )?;
+            out.insert(info.name.clone(), t.to_dtype(dtype)?);
         }
         Ok(out)
     }
 
-    /// Restores moments saved by [`Learner::state_tensors`] and the step
-    /// count; `origin` names the file in errors.
+    /// A candle model holding the current weights (in `dtype`, on `device`).
+    pub fn to_model(
+        &self,
+        dtype: DType,
+        device: &candle_core::Device,
+    ) -> Result<Model, TrainError> {
+        let cfg = self.llama.config().clone();
+        Ok(Model::from_tensors(
+            cfg,
+            self.named_tensors(dtype)?,
+            device,
+            dtype,
+            "learner weights",
+        )?)
+    }
+
+    /// Writes the current weights in Hugging Face format (in `dtype`) with
+    /// the tokenizer into `dir`.
+    pub fn save_hf(
+        &self,
+        tok: &Tokenizer,
+        dir: &std::path::Path,
+        dtype: DType,
+    ) -> Result<(), TrainError> {
+        let tensors = self.named_tensors(dtype)?;
+        crate::model::save_hf_tensors(&tensors, self.llama.config(), dtype, tok, dir)?;
+        Ok(())
+    }
+
+    /// The moments as named tensors (`m.<i>`, `v.<i>`, `i` in checkpoint
+    /// order) for a checkpoint; with `weights`, the f32 master weights too
+    /// (`w.<i>`: a checkpoint written in bf16 would otherwise lose them).
+    pub fn state_tensors(&self, weights: bool) -> Result<HashMap<String, Tensor>, TrainError> {
+        let mut out = HashMap::new();
+        let cpu = candle_core::Device::Cpu;
+        for (i, info) in self.layout().params.iter().enumerate() {
+            let s = info.span;
+            let shape = info.shape.as_slice();
+            out.insert(
+                format!("m.{i}"),
+                Tensor::from_slice(&self.m[s.off..s.off + s.len], shape, &cpu)?,
+            );
+            out.insert(
+                format!("v.{i}"),
+                Tensor::from_slice(&self.v[s.off..s.off + s.len], shape, &cpu)?,
+            );
+            if weights {
+                let w = Tensor::from_slice(&self.params[s.off..s.off + s.len], shape, &cpu)?;
+                out.insert(format!("w.{i}"), w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores moments (and master weights, where saved) written by
+    /// [`Learner::state_tensors`] and the step count; `origin` names the
+    /// file in errors.
     pub fn load_state(
         &mut self,
         mut t: HashMap<String, Tensor>,
@@ -284,8 +362,16 @@ impl Learner {
         origin: &str,
     ) -> Result<(), TrainError> {
         let infos = self.layout().params.clone();
+        let weights = t.contains_key("w.0");
         for (i, info) in infos.iter().enumerate() {
-            for (key, buf) in [("m", &mut self.m), ("v", &mut self.v)] {
+            for (key, buf) in [
+                ("m", &mut self.m),
+                ("v", &mut self.v),
+                ("w", &mut self.params),
+            ] {
+                if key == "w" && !weights {
+                    continue;
+                }
                 let name = format!("{key}.{i}");
                 let x = t.remove(&name).ok_or_else(|| {
                     TrainError::Checkpoint(format!("{origin}: optimizer state {name} missing"))

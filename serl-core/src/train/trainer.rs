@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, CaseMode, DiversityFilter, Rng};
@@ -188,7 +188,8 @@ impl Group {
 /// self-instruction state.
 pub struct Trainer {
     cfg: Config,
-    model: Model,
+    /// The dtype checkpoints are written in (the engine computes in f32).
+    dtype: DType,
     reference: Option<Scorer>,
     tokenizer: Tokenizer,
     learner: Learner,
@@ -278,10 +279,13 @@ impl Trainer {
         let labeler = cfg
             .demo_labels
             .then(|| -> LabelFn { Box::new(|q| super::demo::answer_of(q).map(|a| a.to_string())) });
+        // From here on the learner holds the weights; the loaded copy goes.
+        let dtype = model.dtype();
+        drop(model);
         Ok(Trainer {
             rng: Rng::new(cfg.seed),
             cfg,
-            model,
+            dtype,
             reference,
             tokenizer,
             learner,
@@ -332,9 +336,10 @@ impl Trainer {
         &self.cfg
     }
 
-    /// The policy being trained.
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// A candle model holding the current policy weights (a copy, in the
+    /// configured dtype, on the CPU).
+    pub fn model(&self) -> Result<Model, TrainError> {
+        self.learner.to_model(self.dtype, &Device::Cpu)
     }
 
     /// The tokenizer.
@@ -830,7 +835,6 @@ impl Trainer {
                 losses.push(batch_loss);
             }
         }
-        self.learner.sync_to(&self.model)?;
         stats.loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         stats.log_ratio_abs_mean = drift / seen.max(1.0);
         stats.clip_fraction = clipped / seen.max(1.0);
@@ -909,8 +913,9 @@ impl Trainer {
         tmp_name.push(".tmp");
         let tmp = dir.with_file_name(tmp_name);
         let _ = std::fs::remove_dir_all(&tmp);
-        self.model.save_hf(&self.tokenizer, &tmp)?;
-        let moments: HashMap<String, Tensor> = self.learner.state_tensors()?;
+        self.learner.save_hf(&self.tokenizer, &tmp, self.dtype)?;
+        let moments: HashMap<String, Tensor> =
+            self.learner.state_tensors(self.dtype != DType::F32)?;
         candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
         let state = TrainerState {
@@ -954,14 +959,18 @@ impl Trainer {
     pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
         let mut t = Trainer::load(cfg, false)?;
         let opts = LoadOptions {
-            device: t.model.device().clone(),
-            dtype: t.model.dtype(),
+            device: Device::Cpu,
+            dtype: t.dtype,
         };
         let (m, _) = model::load_model(ck, &opts)?;
-        for ((name, dst), (_, src)) in t.model.named_parameters().iter().zip(m.named_parameters()) {
-            dst.set(src.as_tensor())
-                .map_err(|e| TrainError::Checkpoint(format!("{name}: {e}")))?;
+        if m.config() != t.learner.config() {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: the checkpoint's model configuration differs from the run's model",
+                ck.display()
+            )));
         }
+        t.learner.set_weights(&m)?;
+        drop(m);
         let sp = ck.join("trainer_state.json");
         let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
         let st: TrainerState = serde_json::from_str(&text)
@@ -969,16 +978,8 @@ impl Trainer {
         let op = ck.join("optimizer.safetensors");
         let moments = candle_core::safetensors::load(&op, &Device::Cpu)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", op.display())))?;
-        // The learner restarts from the checkpoint's weights.
-        t.learner = Learner::new(
-            &t.model,
-            (t.cfg.adam_betas[0], t.cfg.adam_betas[1]),
-            t.cfg.adam_eps,
-            t.cfg.weight_decay,
-        )?;
         t.learner
             .load_state(moments, st.optimizer_step, &op.display().to_string())?;
-        t.learner.sync_to(&t.model)?;
         t.step = st.step;
         t.rng = Rng::new(st.rng_state);
         t.pool = st.pool;
