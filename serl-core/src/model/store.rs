@@ -132,7 +132,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
@@ -168,6 +168,17 @@ pub fn save_hf_tensors(
     candle_core::safetensors::save(tensors, &tmp)
         .map_err(|e| ModelError::Format(format!("{}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, &st).map_err(|e| ModelError::io(&st, e))?;
+    save_hf_meta(cfg, dtype, tokenizer, dir)
+}
+
+/// Writes `config.json` (naming `dtype`) and the tokenizer files into `dir`.
+pub fn save_hf_meta(
+    cfg: &ModelConfig,
+    dtype: DType,
+    tokenizer: &Tokenizer,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let dtype = match dtype {
         DType::BF16 => "bfloat16",
         DType::F16 => "float16",

@@ -95,6 +95,79 @@ fn fill_weights(
     Ok(())
 }
 
+/// A parameter of a flat buffer as a safetensors entry: f32 bytes borrowed
+/// as they are, other dtypes converted when written.
+struct FlatView<'a> {
+    data: &'a [f32],
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl<'a> FlatView<'a> {
+    fn new(data: &'a [f32], shape: &[usize], dtype: DType) -> Self {
+        let dtype = if matches!(dtype, DType::BF16 | DType::F16) {
+            dtype
+        } else {
+            DType::F32
+        };
+        FlatView {
+            data,
+            shape: shape.to_vec(),
+            dtype,
+        }
+    }
+}
+
+impl safetensors::View for FlatView<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        match self.dtype {
+            DType::BF16 => safetensors::Dtype::BF16,
+            DType::F16 => safetensors::Dtype::F16,
+            _ => safetensors::Dtype::F32,
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        match self.dtype {
+            DType::BF16 => Cow::Owned(
+                self.data
+                    .iter()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect(),
+            ),
+            DType::F16 => Cow::Owned(
+                self.data
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect(),
+            ),
+            // safetensors is little-endian, as the f32s in memory are here.
+            _ if cfg!(target_endian = "little") => Cow::Borrowed(bytemuck::cast_slice(self.data)),
+            _ => Cow::Owned(self.data.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len() * if self.dtype == DType::F32 { 4 } else { 2 }
+    }
+}
+
+/// Writes safetensors entries to `path` through a temporary file.
+fn write_safetensors<'a>(
+    path: &std::path::Path,
+    entries: impl IntoIterator<Item = (String, FlatView<'a>)>,
+) -> Result<(), TrainError> {
+    let tmp = crate::model::store_tmp_path(path);
+    safetensors::serialize_to_file(entries, None, &tmp)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
 /// Weights, gradients and AdamW moments of one model on the engine.
 pub struct Learner {
     llama: Llama<Cpu>,
@@ -315,45 +388,48 @@ impl Learner {
     }
 
     /// Writes the current weights in Hugging Face format (in `dtype`) with
-    /// the tokenizer into `dir`.
+    /// the tokenizer into `dir`, streaming from the flat buffer (f32: no
+    /// copy; bf16/f16: one tensor converted at a time).
     pub fn save_hf(
         &self,
         tok: &Tokenizer,
         dir: &std::path::Path,
         dtype: DType,
     ) -> Result<(), TrainError> {
-        let tensors = self.named_tensors(dtype)?;
-        crate::model::save_hf_tensors(&tensors, self.llama.config(), dtype, tok, dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        let entries = self.layout().params.iter().map(|info| {
+            let s = info.span;
+            (
+                info.name.clone(),
+                FlatView::new(&self.params[s.off..s.off + s.len], &info.shape, dtype),
+            )
+        });
+        write_safetensors(&dir.join("model.safetensors"), entries)?;
+        crate::model::save_hf_meta(self.llama.config(), dtype, tok, dir)?;
         Ok(())
     }
 
-    /// The moments as named tensors (`m.<i>`, `v.<i>`, `i` in checkpoint
-    /// order) for a checkpoint; with `weights`, the f32 master weights too
-    /// (`w.<i>`: a checkpoint written in bf16 would otherwise lose them).
-    pub fn state_tensors(&self, weights: bool) -> Result<HashMap<String, Tensor>, TrainError> {
-        let mut out = HashMap::new();
-        let cpu = candle_core::Device::Cpu;
+    /// Writes the moments (`m.<i>`, `v.<i>`, `i` in checkpoint order) and,
+    /// with `weights`, the f32 master weights (`w.<i>`: a checkpoint
+    /// written in bf16 would otherwise lose them) to a safetensors file.
+    pub fn save_state(&self, path: &std::path::Path, weights: bool) -> Result<(), TrainError> {
+        let mut entries = Vec::new();
         for (i, info) in self.layout().params.iter().enumerate() {
             let s = info.span;
-            let shape = info.shape.as_slice();
-            out.insert(
-                format!("m.{i}"),
-                Tensor::from_slice(&self.m[s.off..s.off + s.len], shape, &cpu)?,
-            );
-            out.insert(
-                format!("v.{i}"),
-                Tensor::from_slice(&self.v[s.off..s.off + s.len], shape, &cpu)?,
-            );
+            let mut bufs = vec![("m", &self.m), ("v", &self.v)];
             if weights {
-                let w = Tensor::from_slice(&self.params[s.off..s.off + s.len], shape, &cpu)?;
-                out.insert(format!("w.{i}"), w);
+                bufs.push(("w", &self.params));
+            }
+            for (key, buf) in bufs {
+                let view = FlatView::new(&buf[s.off..s.off + s.len], &info.shape, DType::F32);
+                entries.push((format!("{key}.{i}"), view));
             }
         }
-        Ok(out)
+        write_safetensors(path, entries)
     }
 
     /// Restores moments (and master weights, where saved) written by
-    /// [`Learner::state_tensors`] and the step count; `origin` names the
+    /// [`Learner::save_state`] and the step count; `origin` names the
     /// file in errors.
     pub fn load_state(
         &mut self,

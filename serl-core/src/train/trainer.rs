@@ -1,14 +1,13 @@
 //! One SeRL training step (DESIGN.md §1): self-instruction, rollouts,
 //! majority-vote reward, difficulty filter, and the policy update.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{self, CaseMode, DiversityFilter, Rng};
@@ -914,10 +913,8 @@ impl Trainer {
         let tmp = dir.with_file_name(tmp_name);
         let _ = std::fs::remove_dir_all(&tmp);
         self.learner.save_hf(&self.tokenizer, &tmp, self.dtype)?;
-        let moments: HashMap<String, Tensor> =
-            self.learner.state_tensors(self.dtype != DType::F32)?;
-        candle_core::safetensors::save(&moments, tmp.join("optimizer.safetensors"))
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+        self.learner
+            .save_state(&tmp.join("optimizer.safetensors"), self.dtype != DType::F32)?;
         let state = TrainerState {
             step: self.step,
             rng_state: self.rng.state(),
