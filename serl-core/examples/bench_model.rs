@@ -18,8 +18,8 @@ use std::time::Instant;
 use serl_core::engine::TokenBatch;
 use serl_core::model::generate::{self};
 use serl_core::model::{
-    DType, Decoder, Device, Family, GenerateRequest, LoadOptions, Model, ModelConfig,
-    SamplingParams, Tokenizer,
+    DType, Decoder, Device, GenerateRequest, LoadOptions, Model, ModelConfig, SamplingParams,
+    Tokenizer,
 };
 use serl_core::train::{Learner, Scorer};
 
@@ -145,7 +145,6 @@ fn main() -> Res<()> {
         "train" => {
             let (layers, width, batch, seq) = (num(2), num(3), num(4), num(5));
             let cfg = ModelConfig {
-                family: Family::Llama,
                 vocab_size: 32_000,
                 hidden_size: width,
                 intermediate_size: width * 8 / 3 / 64 * 64,
@@ -154,13 +153,9 @@ fn main() -> Res<()> {
                 num_key_value_heads: width / 64,
                 head_dim: 64,
                 rms_norm_eps: 1e-5,
-                rope_theta: 10_000.0,
-                rope_scaling: None,
                 max_position_embeddings: seq,
-                tie_word_embeddings: true,
-                attention_bias: false,
-                bos_token_id: Some(1),
-                eos_token_ids: vec![2],
+                // Llama family, RoPE base, tied head and special ids as the tiny model.
+                ..serl_core::model::tiny_llama_config()
             };
             let params = cfg.num_parameters();
             let model = Model::random(cfg, 1, &Device::Cpu, DType::F32)?;

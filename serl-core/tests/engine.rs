@@ -4,22 +4,13 @@
 //! padding, scored positions that start at different prompt lengths.
 #![cfg(feature = "train")]
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::tiny_config;
 use serl_core::engine::TokenBatch;
 use serl_core::model::{Family, Model, ModelConfig};
 use serl_core::train::Learner;
-
-fn tiny_config(family: Family, tie: bool) -> ModelConfig {
-    ModelConfig {
-        family,
-        vocab_size: 259 + 8,
-        intermediate_size: 48,
-        max_position_embeddings: 256,
-        tie_word_embeddings: tie,
-        attention_bias: family == Family::Qwen2,
-        ..serl_core::model::tiny_llama_config()
-    }
-}
 
 /// Weights of `m` as an f64 model (the oracle).
 fn as_f64(m: &Model) -> Model {

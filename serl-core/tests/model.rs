@@ -4,26 +4,16 @@
 //! Hugging Face save/load and GGUF load round-trip.
 #![cfg(feature = "train")]
 
+mod common;
+
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
+use common::tiny_config;
 use serl_core::model::generate::{self, FinishReason};
 use serl_core::model::{
-    ChatMessage, Family, GenerateRequest, LoadOptions, Model, ModelConfig, SamplingParams,
-    Tokenizer, load_model,
+    ChatMessage, Family, GenerateRequest, LoadOptions, Model, SamplingParams, Tokenizer, load_model,
 };
-
-fn tiny_config(family: Family, tie: bool) -> ModelConfig {
-    ModelConfig {
-        family,
-        vocab_size: 259 + 8,
-        intermediate_size: 48,
-        max_position_embeddings: 256,
-        tie_word_embeddings: tie,
-        attention_bias: family == Family::Qwen2,
-        ..serl_core::model::tiny_llama_config()
-    }
-}
 
 fn tokenizer() -> Tokenizer {
     let merges: Vec<(String, String)> = [

@@ -1,7 +1,9 @@
-//! The model engine: a Llama-family decoder (Llama 3.x, Qwen2/2.5, SmolLM2)
-//! in candle with a differentiable training path and a cached rollout path,
-//! Hugging Face and GGUF loading, Hugging Face saving, the tokenizer with its
-//! chat template, and batched sampling.
+//! The model layer: a Llama-family decoder (Llama 3.x, Qwen2/2.5, SmolLM2)
+//! in candle (file formats, and the oracle the compute engine is tested
+//! against: a differentiable path and a cached rollout path), Hugging Face
+//! and GGUF loading, Hugging Face saving, the tokenizer with its chat
+//! template, and batched sampling through the [`Decoder`] seam (the
+//! engine's [`EngineDecoder`] or the candle model).
 
 mod config;
 mod gemv;
