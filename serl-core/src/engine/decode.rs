@@ -3,6 +3,7 @@
 //! operations batched sampling needs (merge prefills, drop finished rows).
 
 use super::kernels::AttnDims;
+use super::llama::{MlpOut, QkvOut, Widths};
 use super::{Backend, EngineError, Llama, Span};
 
 /// Per-step working memory of the cached forward.
@@ -150,59 +151,30 @@ impl<B: Backend> Llama<B> {
         };
         let be = &self.be;
         let lay = &self.layout;
-        let (h, im) = (cfg.hidden_size, cfg.intermediate_size);
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let (nq, nk) = (nh * hd, nkv * hd);
-        let eps = cfg.rms_norm_eps;
+        let Widths {
+            h,
+            im,
+            nh,
+            nkv,
+            hd,
+            nq,
+            nk,
+            eps,
+        } = self.widths();
         let dims = AttnDims { b, t, nh, nkv, hd };
         let ids = be.upload_ids(tokens)?;
         let pos = be.upload_ids(&pos)?;
         let pad = be.upload_ids(&cache.pad)?;
         be.embedding(params, lay.embed, &ids, n, &mut sc.x, h);
         for (l, ls) in lay.layers.iter().enumerate() {
-            be.rmsnorm(
-                &sc.x,
-                params,
-                ls.input_norm,
-                &mut sc.norm,
-                &mut sc.rstd,
-                n,
-                h,
-                eps,
-            );
-            be.matmul(
-                &sc.norm,
-                params,
-                ls.q,
-                ls.q_bias,
-                &mut sc.q,
-                (n, h, nq),
-                false,
-            );
-            be.matmul(
-                &sc.norm,
-                params,
-                ls.k,
-                ls.k_bias,
-                &mut sc.k,
-                (n, h, nk),
-                false,
-            );
-            be.matmul(
-                &sc.norm,
-                params,
-                ls.v,
-                ls.v_bias,
-                &mut sc.v,
-                (n, h, nk),
-                false,
-            );
-            be.rope(&mut sc.q, &pos, n, &self.cos, &self.sin, nh, hd, false);
-            be.rope(&mut sc.k, &pos, n, &self.cos, &self.sin, nkv, hd, false);
+            let io = QkvOut {
+                norm: &mut sc.norm,
+                rstd: &mut sc.rstd,
+                q: &mut sc.q,
+                k: &mut sc.k,
+                v: &mut sc.v,
+            };
+            self.attn_in(params, ls, &sc.x, io, &pos, n, &mut None);
             be.kv_write(&mut cache.k[l], &sc.k, b, t, cache.cap, cache.len, nk);
             be.kv_write(&mut cache.v[l], &sc.v, b, t, cache.cap, cache.len, nk);
             be.attention_cached(
@@ -216,26 +188,13 @@ impl<B: Backend> Llama<B> {
                 dims,
             );
             be.matmul(&sc.ctx, params, ls.o, None, &mut sc.x, (n, nq, h), true);
-            be.rmsnorm(
-                &sc.x,
-                params,
-                ls.post_norm,
-                &mut sc.norm,
-                &mut sc.rstd,
-                n,
-                h,
-                eps,
-            );
-            be.matmul(
-                &sc.norm,
-                params,
-                ls.gate,
-                None,
-                &mut sc.g,
-                (n, h, im),
-                false,
-            );
-            be.matmul(&sc.norm, params, ls.up, None, &mut sc.u, (n, h, im), false);
+            let io = MlpOut {
+                norm: &mut sc.norm,
+                rstd: &mut sc.rstd,
+                g: &mut sc.g,
+                u: &mut sc.u,
+            };
+            self.mlp_in(params, ls, &sc.x, io, n, &mut None);
             be.swiglu(&sc.g, &sc.u, &mut sc.hsw, n * im);
             be.matmul(&sc.hsw, params, ls.down, None, &mut sc.x, (n, im, h), true);
         }

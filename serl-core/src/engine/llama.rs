@@ -161,6 +161,36 @@ impl<B: Backend> Activations<B> {
     }
 }
 
+/// The widths the kernels are called with, from the configuration.
+#[derive(Clone, Copy)]
+pub(super) struct Widths {
+    pub h: usize,
+    pub im: usize,
+    pub nh: usize,
+    pub nkv: usize,
+    pub hd: usize,
+    pub nq: usize,
+    pub nk: usize,
+    pub eps: f64,
+}
+
+/// Where the attention block's input side writes.
+pub(super) struct QkvOut<'a, B: Backend> {
+    pub norm: &'a mut B::Buf,
+    pub rstd: &'a mut B::Buf,
+    pub q: &'a mut B::Buf,
+    pub k: &'a mut B::Buf,
+    pub v: &'a mut B::Buf,
+}
+
+/// Where the MLP's input side writes.
+pub(super) struct MlpOut<'a, B: Backend> {
+    pub norm: &'a mut B::Buf,
+    pub rstd: &'a mut B::Buf,
+    pub g: &'a mut B::Buf,
+    pub u: &'a mut B::Buf,
+}
+
 /// Seconds and calls of each kernel, summed over forward passes.
 #[derive(Debug, Default, Clone)]
 pub struct Profile {
@@ -357,14 +387,16 @@ impl<B: Backend> Llama<B> {
         let cfg = &self.cfg;
         let be = &self.be;
         let lay = &self.layout;
-        let (h, im) = (cfg.hidden_size, cfg.intermediate_size);
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let (nq, nk) = (nh * hd, nkv * hd);
-        let eps = cfg.rms_norm_eps;
+        let Widths {
+            h,
+            im,
+            nh,
+            nkv,
+            hd,
+            nq,
+            nk,
+            eps,
+        } = self.widths();
         let dims = AttnDims {
             b: batch.b,
             t: batch.t,
@@ -390,69 +422,14 @@ impl<B: Backend> Llama<B> {
         for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter_mut()).enumerate() {
             let (before, after) = a.stream.split_at_mut(l + 1);
             let x = &before[l];
-            timed!(
-                prof,
-                "rmsnorm",
-                be.rmsnorm(
-                    x,
-                    params,
-                    ls.input_norm,
-                    &mut a.norm,
-                    &mut la.rstd1,
-                    n,
-                    h,
-                    eps,
-                )
-            );
-            timed!(
-                prof,
-                "matmul",
-                be.matmul(
-                    &a.norm,
-                    params,
-                    ls.q,
-                    ls.q_bias,
-                    &mut la.q,
-                    (n, h, nq),
-                    false,
-                )
-            );
-            timed!(
-                prof,
-                "matmul",
-                be.matmul(
-                    &a.norm,
-                    params,
-                    ls.k,
-                    ls.k_bias,
-                    &mut la.k,
-                    (n, h, nk),
-                    false,
-                )
-            );
-            timed!(
-                prof,
-                "matmul",
-                be.matmul(
-                    &a.norm,
-                    params,
-                    ls.v,
-                    ls.v_bias,
-                    &mut la.v,
-                    (n, h, nk),
-                    false,
-                )
-            );
-            timed!(
-                prof,
-                "rope",
-                be.rope(&mut la.q, &pos, n, &self.cos, &self.sin, nh, hd, false)
-            );
-            timed!(
-                prof,
-                "rope",
-                be.rope(&mut la.k, &pos, n, &self.cos, &self.sin, nkv, hd, false)
-            );
+            let io = QkvOut {
+                norm: &mut a.norm,
+                rstd: &mut la.rstd1,
+                q: &mut la.q,
+                k: &mut la.k,
+                v: &mut la.v,
+            };
+            self.attn_in(params, ls, x, io, &pos, n, prof);
             timed!(
                 prof,
                 "attention",
@@ -464,30 +441,13 @@ impl<B: Backend> Llama<B> {
                 "matmul",
                 be.matmul(&la.ctx, params, ls.o, None, &mut la.x_mid, (n, nq, h), true)
             );
-            timed!(
-                prof,
-                "rmsnorm",
-                be.rmsnorm(
-                    &la.x_mid,
-                    params,
-                    ls.post_norm,
-                    &mut a.norm,
-                    &mut la.rstd2,
-                    n,
-                    h,
-                    eps,
-                )
-            );
-            timed!(
-                prof,
-                "matmul",
-                be.matmul(&a.norm, params, ls.gate, None, &mut la.g, (n, h, im), false)
-            );
-            timed!(
-                prof,
-                "matmul",
-                be.matmul(&a.norm, params, ls.up, None, &mut la.u, (n, h, im), false)
-            );
+            let io = MlpOut {
+                norm: &mut a.norm,
+                rstd: &mut la.rstd2,
+                g: &mut la.g,
+                u: &mut la.u,
+            };
+            self.mlp_in(params, ls, &la.x_mid, io, n, prof);
             timed!(prof, "swiglu", be.swiglu(&la.g, &la.u, &mut a.hsw, n * im));
             let out = &mut after[0];
             timed!(prof, "copy", be.copy(&la.x_mid, out, n * h));
@@ -705,6 +665,99 @@ impl<B: Backend> Llama<B> {
         );
         be.sync()?;
         Ok(lp)
+    }
+
+    /// The widths of this configuration.
+    pub(super) fn widths(&self) -> Widths {
+        let c = &self.cfg;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        Widths {
+            h: c.hidden_size,
+            im: c.intermediate_size,
+            nh,
+            nkv,
+            hd,
+            nq: nh * hd,
+            nk: nkv * hd,
+            eps: c.rms_norm_eps,
+        }
+    }
+
+    /// The attention block's input side on `n` rows of `x`: RMSNorm, the
+    /// q/k/v projections (with biases), RoPE on q and k at `pos`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attn_in(
+        &self,
+        params: &B::Buf,
+        ls: &super::LayerSpans,
+        x: &B::Buf,
+        o: QkvOut<'_, B>,
+        pos: &B::Ids,
+        n: usize,
+        prof: &mut Option<Profile>,
+    ) {
+        let (be, w) = (&self.be, self.widths());
+        let (h, nq, nk) = (w.h, w.nq, w.nk);
+        timed!(
+            prof,
+            "rmsnorm",
+            be.rmsnorm(x, params, ls.input_norm, o.norm, o.rstd, n, h, w.eps)
+        );
+        timed!(
+            prof,
+            "matmul",
+            be.matmul(o.norm, params, ls.q, ls.q_bias, o.q, (n, h, nq), false)
+        );
+        timed!(
+            prof,
+            "matmul",
+            be.matmul(o.norm, params, ls.k, ls.k_bias, o.k, (n, h, nk), false)
+        );
+        timed!(
+            prof,
+            "matmul",
+            be.matmul(o.norm, params, ls.v, ls.v_bias, o.v, (n, h, nk), false)
+        );
+        timed!(
+            prof,
+            "rope",
+            be.rope(o.q, pos, n, &self.cos, &self.sin, w.nh, w.hd, false)
+        );
+        timed!(
+            prof,
+            "rope",
+            be.rope(o.k, pos, n, &self.cos, &self.sin, w.nkv, w.hd, false)
+        );
+    }
+
+    /// The MLP's input side on `n` rows of `x`: RMSNorm, the gate and up
+    /// projections.
+    pub(super) fn mlp_in(
+        &self,
+        params: &B::Buf,
+        ls: &super::LayerSpans,
+        x: &B::Buf,
+        o: MlpOut<'_, B>,
+        n: usize,
+        prof: &mut Option<Profile>,
+    ) {
+        let (be, w) = (&self.be, self.widths());
+        let (h, im) = (w.h, w.im);
+        timed!(
+            prof,
+            "rmsnorm",
+            be.rmsnorm(x, params, ls.post_norm, o.norm, o.rstd, n, h, w.eps)
+        );
+        timed!(
+            prof,
+            "matmul",
+            be.matmul(o.norm, params, ls.gate, None, o.g, (n, h, im), false)
+        );
+        timed!(
+            prof,
+            "matmul",
+            be.matmul(o.norm, params, ls.up, None, o.u, (n, h, im), false)
+        );
     }
 
     /// The span of parameter `name`, if the layout has it.
