@@ -422,6 +422,26 @@ pub struct AttnDims {
     pub hd: usize,
 }
 
+impl AttnDims {
+    /// Query heads per key/value head, query and key/value row widths and
+    /// the score scale `1/sqrt(hd)`, after checking `q`, `k`, `v` extents.
+    fn check<T: Real>(&self, q: &[T], k: &[T], v: &[T]) -> (usize, usize, usize, T) {
+        let (qw, kw) = (self.nh * self.hd, self.nkv * self.hd);
+        let n = self.b * self.t;
+        assert!(
+            self.nkv > 0 && self.nh.is_multiple_of(self.nkv),
+            "attention: heads"
+        );
+        assert!(q.len() >= n * qw && k.len() >= n * kw && v.len() >= n * kw);
+        (
+            self.nh / self.nkv,
+            qw,
+            kw,
+            T::of(1.0 / (self.hd as f64).sqrt()),
+        )
+    }
+}
+
 /// A raw pointer shared by tasks that write disjoint parts of one slice.
 #[derive(Clone, Copy)]
 struct Shared<T>(*mut T);
@@ -472,11 +492,8 @@ pub fn attention<T: Real>(
     pad: &[u32],
     d: AttnDims,
 ) {
-    let AttnDims { b, t, nh, nkv, hd } = d;
-    let rep = nh / nkv;
-    let (qw, kw) = (nh * hd, nkv * hd);
-    let scale = T::of(1.0 / (hd as f64).sqrt());
-    assert!(q.len() >= b * t * qw && k.len() >= b * t * kw && v.len() >= b * t * kw);
+    let AttnDims { b, t, nh, hd, .. } = d;
+    let (rep, qw, kw, scale) = d.check::<T>(q, k, v);
     assert!(out.len() >= b * t * qw && lse.len() >= b * nh * t && pad.len() >= b);
     let outp = Shared(out.as_mut_ptr());
     let lsep = Shared(lse.as_mut_ptr());
@@ -557,10 +574,7 @@ pub fn attention_bwd<T: Real>(
     d: AttnDims,
 ) {
     let AttnDims { b, t, nh, nkv, hd } = d;
-    let rep = nh / nkv;
-    let (qw, kw) = (nh * hd, nkv * hd);
-    let scale = T::of(1.0 / (hd as f64).sqrt());
-    assert!(q.len() >= b * t * qw && k.len() >= b * t * kw && v.len() >= b * t * kw);
+    let (rep, qw, kw, scale) = d.check::<T>(q, k, v);
     assert!(dq.len() >= b * t * qw && dk.len() >= b * t * kw && dv.len() >= b * t * kw);
     assert!(out.len() >= b * t * qw && dout.len() >= b * t * qw && lse.len() >= b * nh * t);
     let (dqp, dkp, dvp) = (

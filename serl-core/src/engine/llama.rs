@@ -465,26 +465,14 @@ impl<B: Backend> Llama<B> {
         );
         let np = batch.rows.len();
         let tail_dims = (cfg.vocab_size, h);
-        let Some((hook, grads)) = grad else {
-            return timed!(
-                prof,
-                "logprob_tail",
-                be.logprob_tail(
-                    &a.hf,
-                    params,
-                    lay.head,
-                    &rows,
-                    &targets,
-                    np,
-                    None,
-                    &mut a.tail,
-                    tail_dims,
-                )
-            );
-        };
-
-        // Backward. `dnorm` first holds ∂loss/∂(final normed hidden).
-        timed!(prof, "zero", be.zero(&mut a.dnorm, n * h));
+        let mut grad = grad;
+        // With a gradient, `dnorm` receives ∂loss/∂(final normed hidden).
+        if grad.is_some() {
+            timed!(prof, "zero", be.zero(&mut a.dnorm, n * h));
+        }
+        let tail_grad = grad
+            .as_mut()
+            .map(|(hook, grads)| (&mut **hook, &mut a.dnorm, &mut **grads));
         let lp = timed!(
             prof,
             "logprob_tail",
@@ -495,11 +483,16 @@ impl<B: Backend> Llama<B> {
                 &rows,
                 &targets,
                 np,
-                Some((hook, &mut a.dnorm, grads)),
+                tail_grad,
                 &mut a.tail,
                 tail_dims,
             )
         )?;
+        let Some((_, grads)) = grad else {
+            return Ok(lp);
+        };
+
+        // Backward.
         timed!(prof, "zero", be.zero(&mut a.dx, n * h));
         timed!(
             prof,
