@@ -32,9 +32,11 @@ pub struct Config {
     pub eval_data: Option<PathBuf>,
     /// Run directory (metrics, instructions, checkpoints).
     pub out: PathBuf,
-    /// `cpu`, `cuda` or `cuda:N`.
+    /// Where the model file is loaded: `cpu`, `cuda` or `cuda:N` (training,
+    /// rollouts and evaluation compute on the engine's CPU backend).
     pub device: String,
-    /// Weights dtype: `f32` or `bf16`.
+    /// Checkpoint dtype: `f32` or `bf16` (the engine computes in f32 and
+    /// keeps f32 master weights).
     pub dtype: String,
     /// Seed of every random choice (prompts, sampling).
     pub seed: u64,
