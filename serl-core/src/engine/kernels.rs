@@ -76,21 +76,23 @@ struct Mat<T> {
     cs: isize,
 }
 
-fn rm<T>(s: &[T], cols: usize) -> Mat<T> {
+/// A matrix at `ptr` whose element `(i, j)` is `ptr[i·rs + j·cs]`.
+fn strided<T>(ptr: *const T, rs: usize, cs: usize) -> Mat<T> {
     Mat {
-        ptr: s.as_ptr(),
-        rs: cols as isize,
-        cs: 1,
+        ptr,
+        rs: rs as isize,
+        cs: cs as isize,
     }
+}
+
+/// A row-major `[rows, cols]` matrix.
+fn rm<T>(s: &[T], cols: usize) -> Mat<T> {
+    strided(s.as_ptr(), cols, 1)
 }
 
 /// The transpose of a row-major `[rows, cols]` matrix, without a copy.
 fn tr<T>(s: &[T], cols: usize) -> Mat<T> {
-    Mat {
-        ptr: s.as_ptr(),
-        rs: 1,
-        cs: cols as isize,
-    }
+    strided(s.as_ptr(), 1, cols)
 }
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`; `dst` row-major with `n` columns.
@@ -518,31 +520,15 @@ pub fn attention<T: Real>(
             return;
         }
         let mut sc = vec![T::zero(); tq * tq];
-        let qm = Mat {
-            ptr: q[row0 * qw + h * hd..].as_ptr(),
-            rs: qw as isize,
-            cs: 1,
-        };
-        let kt = Mat {
-            ptr: k[row0 * kw + kvh * hd..].as_ptr(),
-            rs: 1,
-            cs: kw as isize,
-        };
-        let vm = Mat {
-            ptr: v[row0 * kw + kvh * hd..].as_ptr(),
-            rs: kw as isize,
-            cs: 1,
-        };
-        let scm = Mat {
-            ptr: sc.as_ptr(),
-            rs: tq as isize,
-            cs: 1,
-        };
-        let om = Mat {
-            ptr: unsafe { outp.at().add(row0 * qw + h * hd) } as *const T,
-            rs: qw as isize,
-            cs: 1,
-        };
+        let qm = strided(q[row0 * qw + h * hd..].as_ptr(), qw, 1);
+        let kt = strided(k[row0 * kw + kvh * hd..].as_ptr(), 1, kw);
+        let vm = strided(v[row0 * kw + kvh * hd..].as_ptr(), kw, 1);
+        let scm = strided(sc.as_ptr(), tq, 1);
+        let om = strided(
+            unsafe { outp.at().add(row0 * qw + h * hd) } as *const T,
+            qw,
+            1,
+        );
         // SAFETY: the operands address rows p0..t of sequence s at this
         // head; sc is tq × tq; om is this task's own part of out.
         unsafe {
@@ -594,70 +580,22 @@ pub fn attention_bwd<T: Real>(
         let mut pm = vec![T::zero(); tq * tq];
         let mut dpm = vec![T::zero(); tq * tq];
         let kr = row0 * kw + kvh * hd;
-        let km = Mat {
-            ptr: k[kr..].as_ptr(),
-            rs: kw as isize,
-            cs: 1,
-        };
-        let kt = Mat {
-            ptr: k[kr..].as_ptr(),
-            rs: 1,
-            cs: kw as isize,
-        };
-        let vt = Mat {
-            ptr: v[kr..].as_ptr(),
-            rs: 1,
-            cs: kw as isize,
-        };
+        let km = strided(k[kr..].as_ptr(), kw, 1);
+        let kt = strided(k[kr..].as_ptr(), 1, kw);
+        let vt = strided(v[kr..].as_ptr(), 1, kw);
         // SAFETY: task (s, kvh) alone touches dq rows of its query heads and
         // dk/dv rows of its key/value head in sequence s.
-        let dkm = Mat {
-            ptr: unsafe { dkp.at().add(kr) } as *const T,
-            rs: kw as isize,
-            cs: 1,
-        };
-        let dvm = Mat {
-            ptr: unsafe { dvp.at().add(kr) } as *const T,
-            rs: kw as isize,
-            cs: 1,
-        };
+        let dkm = strided(unsafe { dkp.at().add(kr) } as *const T, kw, 1);
+        let dvm = strided(unsafe { dvp.at().add(kr) } as *const T, kw, 1);
         for h in kvh * rep..(kvh + 1) * rep {
             let qr = row0 * qw + h * hd;
-            let qm = Mat {
-                ptr: q[qr..].as_ptr(),
-                rs: qw as isize,
-                cs: 1,
-            };
-            let dom = Mat {
-                ptr: dout[qr..].as_ptr(),
-                rs: qw as isize,
-                cs: 1,
-            };
-            let dqm = Mat {
-                ptr: unsafe { dqp.at().add(qr) } as *const T,
-                rs: qw as isize,
-                cs: 1,
-            };
-            let pmm = Mat {
-                ptr: pm.as_ptr(),
-                rs: tq as isize,
-                cs: 1,
-            };
-            let pmt = Mat {
-                ptr: pm.as_ptr(),
-                rs: 1,
-                cs: tq as isize,
-            };
-            let dpmm = Mat {
-                ptr: dpm.as_ptr(),
-                rs: tq as isize,
-                cs: 1,
-            };
-            let dpmt = Mat {
-                ptr: dpm.as_ptr(),
-                rs: 1,
-                cs: tq as isize,
-            };
+            let qm = strided(q[qr..].as_ptr(), qw, 1);
+            let dom = strided(dout[qr..].as_ptr(), qw, 1);
+            let dqm = strided(unsafe { dqp.at().add(qr) } as *const T, qw, 1);
+            let pmm = strided(pm.as_ptr(), tq, 1);
+            let pmt = strided(pm.as_ptr(), 1, tq);
+            let dpmm = strided(dpm.as_ptr(), tq, 1);
+            let dpmt = strided(dpm.as_ptr(), 1, tq);
             let lrow = &lse[(s * nh + h) * t + p0..(s * nh + h) * t + t];
             // SAFETY: as in `attention`; pm and dpm are tq × tq.
             unsafe {
