@@ -197,7 +197,7 @@ impl Expr {
         }
     }
 
-    fn only_symbols(&self) -> bool {
+    pub(super) fn only_symbols(&self) -> bool {
         match self {
             Expr::Sym(_) => true,
             Expr::Mul(v) | Expr::Add(v) => v.iter().all(Expr::only_symbols),
@@ -451,22 +451,45 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
     any
 }
 
-/// math_verify's `sympy_numeric_eq` for scalars.
+/// math_verify's `sympy_numeric_eq` for scalars: with a float on one side,
+/// both sides rounded to 6 decimals (an integer stays an integer, so `7` and
+/// `7.0000001` differ while `\sqrt{2}` and `1.41421356` agree); otherwise
+/// exact values.
 fn numeric_eq(a: &Expr, b: &Expr) -> bool {
     let (na, nb) = (a.is_atomic_number(), b.is_atomic_number());
     if na.is_some() || nb.is_some() {
         let float_involved = na.is_some_and(Num::is_float) || nb.is_some_and(Num::is_float);
+        if float_involved {
+            return matches!((rounded(a), rounded(b)), (Some(x), Some(y)) if x == y);
+        }
         // sympy's `doit` only yields a Number for rational arithmetic on
         // numbers: 50·√10 stays symbolic and is never equal to 158.113883.
         let (Some(x), Some(y)) = (a.exact(), b.exact()) else {
             return false;
         };
-        if float_involved {
-            return x.round_to(6) == y.round_to(6);
-        }
         return exact_number_eq(x, y);
     }
     false
+}
+
+/// A value as sympy's `round(6)` leaves it: integers exact, everything else
+/// a float rounded to 6 decimals; `None` where it has no real value.
+#[derive(Debug, PartialEq)]
+enum Rounded {
+    Int(i128),
+    Float(f64),
+}
+
+fn rounded(e: &Expr) -> Option<Rounded> {
+    let round = |x: f64| (x * 1e6).round() / 1e6;
+    match e.exact() {
+        Some(Num::Rat(n, 1)) => Some(Rounded::Int(n)),
+        Some(n) => Some(Rounded::Float(round(n.to_f64()))),
+        None => {
+            let v = e.eval(&|_| f64::NAN)?;
+            (v.im == 0.0).then(|| Rounded::Float(round(v.re)))
+        }
+    }
 }
 
 /// sympy's `==` between two Numbers: a Rational equals a Float only when the
@@ -489,7 +512,10 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
     // Fast path for the common case of two plain numbers (no relation, set
     // or symbol handling applies): the same decision without cloning.
     if let (Some(_), Some(_)) = (gold.is_atomic_number(), pred.is_atomic_number()) {
-        return gold == pred || numeric_eq(gold, pred);
+        // Then sympy's `simplify(a - b) == 0`: exact values (8 and 8.0).
+        return gold == pred
+            || numeric_eq(gold, pred)
+            || matches!((gold.exact(), pred.exact()), (Some(x), Some(y)) if exact_number_eq(x, y));
     }
     let mut gold = gold.clone();
     let mut pred = pred.clone();

@@ -129,7 +129,12 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
     static TEXT_AND: LazyLock<Regex> = LazyLock::new(|| re(r",?\s*\\text\{\s*(?:and|or)\s*\}"));
     static BACKSLASH_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\\s"));
     static LDOTS: LazyLock<Regex> = LazyLock::new(|| re(r",?\\ldots"));
-    static PERCENT: LazyLock<Regex> = LazyLock::new(|| re(r"\s*percent|\\text\{percent\}"));
+    static PERCENT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\s*percentage|\\text\{percentage\}|\s*percent|\\text\{percent\}|\s*pct|\\text\{pct\}",
+        )
+    });
+    static BRACED_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\s*\{\s*,\s*\}"));
     static UNIT_TEXT: LazyLock<Regex> =
         LazyLock::new(|| re(r"(\\(?:text|mbox)\{.*?\})(\^\d|\{\^\d\})?$"));
     static EMPTY_TEXT: LazyLock<Regex> = LazyLock::new(|| re(r"\\text\s*\{\s*\}"));
@@ -175,6 +180,8 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
         .replace(" .", " 0.")
         .replace("{.", "{0.")
         .replace("~=", "\\approx");
+    // `14{,}916`: a braced comma is a plain one.
+    t = sub(t, &[","], &BRACED_COMMA, ",");
     t = sub(t, &["\\text"], &TEXT_AND, ",");
     t = sub(t, &["and", "or"], &AND_OR, "${1},${3}");
     t = sub(t, &["\\"], &BACKSLASH_SPACE, "${1} ");
@@ -182,7 +189,7 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
         t = t.replace("infinity", "\\infty");
     }
     t = sub(t, &["ldots"], &LDOTS, " ");
-    t = sub(t, &["percent"], &PERCENT, "\\%");
+    t = sub(t, &["percent", "pct"], &PERCENT, "\\%");
     if t.contains(" sqrt") {
         t = t.replace(" sqrt", "\\sqrt");
     }
@@ -280,10 +287,14 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 i += 1;
             }
             if i == start {
-                // \{ \} \, \; \% \\ etc.
+                // \{ \} \, \; \% \\ etc.; `\(` and `\)` are parentheses.
                 let &n = chars.get(i)?;
                 i += 1;
-                out.push(Tok::Cmd(n.to_string()));
+                if n == '(' || n == ')' {
+                    out.push(Tok::Sym(n));
+                } else {
+                    out.push(Tok::Cmd(n.to_string()));
+                }
             } else {
                 out.push(Tok::Cmd(chars[start..i].iter().collect()));
             }
@@ -415,20 +426,44 @@ impl Parser {
         }
     }
 
-    /// Top level: a comma list becomes a set of its items.
+    /// Top level: a comma list becomes a set of its items; `;` separates
+    /// groups, and groups of several items become tuples
+    /// (`p=5,q=2;p=7,q=2` is `{(p=5, q=2), (p=7, q=2)}`), as latex2sympy's
+    /// `convert_elements_to_set_or_tuple` does.
     fn list(&mut self) -> Option<Expr> {
-        let mut items = vec![self.relation()?];
-        while self.eat_sym(',') || self.eat_sym(';') {
-            items.push(self.relation()?);
+        let mut groups = vec![vec![self.relation()?]];
+        loop {
+            if self.eat_sym(',') {
+                groups.last_mut()?.push(self.relation()?);
+            } else if self.eat_sym(';') {
+                groups.push(vec![self.relation()?]);
+            } else {
+                break;
+            }
         }
-        Some(if items.len() == 1 {
-            items.pop()?
-        } else {
-            Expr::Set(items)
-        })
+        if groups.len() == 1 {
+            let mut items = groups.pop()?;
+            return Some(if items.len() == 1 {
+                items.pop()?
+            } else {
+                Expr::Set(items)
+            });
+        }
+        if groups.iter().all(|g| g.len() == 1) {
+            return Some(Expr::Set(groups.into_iter().flatten().collect()));
+        }
+        Some(Expr::Set(groups.into_iter().map(Expr::Tuple).collect()))
     }
 
     fn rel_op(&mut self) -> Option<RelOp> {
+        // ASCII `>=`, `<=` and `!=`, as latex2sympy's lexer reads them.
+        let two = |c: char| self.toks.get(self.pos + 1) == Some(&Tok::Sym('=')) && self.is_sym(c);
+        for (c, op) in [('>', RelOp::Ge), ('<', RelOp::Le), ('!', RelOp::Ne)] {
+            if two(c) {
+                self.pos += 2;
+                return Some(op);
+            }
+        }
         let op = match self.peek()? {
             Tok::Sym('=') => RelOp::Eq,
             Tok::Sym('<') => RelOp::Lt,
@@ -451,7 +486,15 @@ impl Parser {
     }
 
     fn relation(&mut self) -> Option<Expr> {
-        let first = self.union()?;
+        let mut first = self.union()?;
+        // `a \approx b` is b when a is a name (`x \approx 11`), else a
+        // (`\pi \approx 3.14`): latex2sympy keeps the exact side.
+        while self.eat_cmd("approx") {
+            let rhs = self.union()?;
+            if first.only_symbols() {
+                first = rhs;
+            }
+        }
         let mut parts = Vec::new();
         let mut lhs = first.clone();
         while let Some(op) = self.rel_op() {
@@ -484,6 +527,13 @@ impl Parser {
             return None;
         }
         let mut terms = Vec::new();
+        // `\pm b` is the set {-b, b} and `a \pm b` is {a - b, a + b}
+        // (latex2sympy; `\mp` alike); nothing may follow.
+        if self.eat_cmd("pm") || self.eat_cmd("mp") {
+            let t = self.term()?;
+            self.depth -= 1;
+            return Some(Expr::Set(vec![Expr::negate(t.clone()), t]));
+        }
         let neg = if self.eat_sym('-') {
             true
         } else {
@@ -494,6 +544,19 @@ impl Parser {
         terms.push(if neg { Expr::negate(t) } else { t });
         loop {
             self.skip_spacing();
+            if self.eat_cmd("pm") || self.eat_cmd("mp") {
+                let t = self.term()?;
+                let base = if terms.len() == 1 {
+                    terms.pop()?
+                } else {
+                    Expr::Add(terms)
+                };
+                self.depth -= 1;
+                return Some(Expr::Set(vec![
+                    Expr::minus(base.clone(), t.clone()),
+                    Expr::Add(vec![base, t]),
+                ]));
+            }
             if self.eat_sym('+') {
                 terms.push(self.term()?);
             } else if self.eat_sym('-') {
@@ -630,7 +693,8 @@ impl Parser {
                 }
                 let e = self.script_arg()?;
                 base = Expr::Pow(Box::new(base), Box::new(e));
-            } else if self.eat_sym('!') {
+            } else if self.is_sym('!') && self.toks.get(self.pos + 1) != Some(&Tok::Sym('=')) {
+                self.pos += 1;
                 base = Expr::Func("factorial".into(), vec![base]);
             } else if self.eat_cmd("%") || self.eat_sym('%') {
                 base = Expr::Pct(Box::new(base));
@@ -763,8 +827,21 @@ impl Parser {
     /// `( … )` or `[ … ]`: a group, an interval or a tuple.
     fn bracketed(&mut self, square: bool) -> Option<Expr> {
         let mut items = vec![self.relation()?];
-        while self.eat_sym(',') {
-            items.push(self.relation()?);
+        let mut semicolons = false;
+        loop {
+            if self.eat_sym(',') {
+                items.push(self.relation()?);
+            } else if self.eat_sym(';') {
+                semicolons = true;
+                items.push(self.relation()?);
+            } else {
+                break;
+            }
+        }
+        if semicolons {
+            // `(1; 2)` is a tuple, never an interval.
+            let closed = if square { self.eat_sym(']') } else { self.eat_sym(')') };
+            return closed.then_some(Expr::Tuple(items));
         }
         let close_round = self.eat_sym(')');
         let close_square = !close_round && self.eat_sym(']');
