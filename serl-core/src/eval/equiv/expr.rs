@@ -282,7 +282,68 @@ impl Expr {
         {
             out.push(s);
         }
+        if let Some((body, var, lo, hi)) = self.big_operator() {
+            // The summation index is bound, not free.
+            lo.symbols(out);
+            hi.symbols(out);
+            let mut inner = Vec::new();
+            body.symbols(&mut inner);
+            for name in inner {
+                if name != var && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            return;
+        }
         self.for_each_child(&mut |c| c.symbols(out));
+    }
+
+    /// A `\sum` or `\prod` as (body, index name, lower, upper limit).
+    fn big_operator(&self) -> Option<(&Expr, &str, &Expr, &Expr)> {
+        match self {
+            Expr::Func(name, args) if (name == "sum" || name == "prod") && args.len() == 4 => {
+                match &args[1] {
+                    Expr::Sym(v) => Some((&args[0], v.as_str(), &args[2], &args[3])),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a `\sum` or `\prod` has a limit with a free symbol (then
+    /// only integer points can evaluate it).
+    fn has_symbolic_limits(&self) -> bool {
+        self.any_node(&|e| {
+            e.big_operator().is_some_and(|(_, _, lo, hi)| {
+                let mut v = Vec::new();
+                lo.symbols(&mut v);
+                hi.symbols(&mut v);
+                !v.is_empty()
+            })
+        })
+    }
+
+    /// This expression with every symbol `f` maps replaced.
+    pub(super) fn map_symbols(&self, f: &dyn Fn(&str) -> Option<Expr>) -> Expr {
+        let all = |v: &[Expr]| v.iter().map(|x| x.map_symbols(f)).collect();
+        let bx = |e: &Expr| Box::new(e.map_symbols(f));
+        match self {
+            Expr::Sym(s) => f(s).unwrap_or_else(|| self.clone()),
+            Expr::Num(_) | Expr::Const(_) => self.clone(),
+            Expr::Add(v) => Expr::Add(all(v)),
+            Expr::Mul(v) => Expr::Mul(all(v)),
+            Expr::Func(n, v) => Expr::Func(n.clone(), all(v)),
+            Expr::And(v) => Expr::And(all(v)),
+            Expr::Tuple(v) => Expr::Tuple(all(v)),
+            Expr::Set(v) => Expr::Set(all(v)),
+            Expr::Union(v) => Expr::Union(all(v)),
+            Expr::Pow(a, b) => Expr::Pow(bx(a), bx(b)),
+            Expr::Rel(o, a, b) => Expr::Rel(*o, bx(a), bx(b)),
+            Expr::Interval(a, b, l, r) => Expr::Interval(bx(a), bx(b), *l, *r),
+            Expr::Pct(a) => Expr::Pct(bx(a)),
+            Expr::Matrix(rows) => Expr::Matrix(rows.iter().map(|r| all(r)).collect()),
+        }
     }
 
     fn contains_inf(&self) -> bool {
@@ -317,6 +378,25 @@ impl Expr {
                 _ => None,
             },
             Expr::Pct(a) => Some(a.exact()?.mul(Num::Rat(1, 100))),
+            Expr::Func(name, _) => {
+                // A finite sum or product of exact terms, as sympy's doit.
+                let (body, var, lo, hi) = self.big_operator()?;
+                let (Num::Rat(lo, 1), Num::Rat(hi, 1)) = (lo.exact()?, hi.exact()?) else {
+                    return None;
+                };
+                if hi - lo > 1000 {
+                    return None;
+                }
+                let sum = name == "sum";
+                let mut acc = Num::int(if sum { 0 } else { 1 });
+                for k in lo..=hi {
+                    let term = body
+                        .map_symbols(&|s| (s == var).then(|| Expr::Num(Num::int(k))))
+                        .exact()?;
+                    acc = if sum { acc.add(term) } else { acc.mul(term) };
+                }
+                Some(acc)
+            }
             _ => None,
         }
     }
@@ -338,6 +418,30 @@ impl Expr {
                 .try_fold(C::real(1.0), |a, x| Some(a.mul(x.eval(env)?)))?,
             Expr::Pow(b, e) => b.eval(env)?.pow(e.eval(env)?),
             Expr::Pct(a) => a.eval(env)?.mul(C::real(0.01)),
+            Expr::Func(name, args) if (name == "sum" || name == "prod") => {
+                let (body, var, lo, hi) = self.big_operator()?;
+                let sum = name == "sum";
+                if !sum && self.has_symbolic_limits() {
+                    // sympy leaves such a product unevaluated (not n!).
+                    return None;
+                }
+                let (lo, hi) = (lo.eval(env)?, hi.eval(env)?);
+                if lo.im != 0.0 || hi.im != 0.0 || lo.re.fract() != 0.0 || hi.re.fract() != 0.0 {
+                    return None;
+                }
+                if hi.re - lo.re > 100_000.0 {
+                    return None;
+                }
+                let mut acc = C::real(if sum { 0.0 } else { 1.0 });
+                let mut k = lo.re;
+                while k <= hi.re {
+                    let inner = |s: &str| if s == var { k } else { env(s) };
+                    let t = body.eval(&inner)?;
+                    acc = if sum { acc.add(t) } else { acc.mul(t) };
+                    k += 1.0;
+                }
+                acc
+            }
             Expr::Func(name, args) => {
                 let x = args.first()?.eval(env)?;
                 let real = |f: fn(f64) -> f64| (x.im == 0.0).then(|| C::real(f(x.re)));
@@ -425,8 +529,12 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
     } else {
         1e-9
     };
+    // A sum up to `n` is only defined at integer `n`: sample integers then.
+    let integers = a.has_symbolic_limits() || b.has_symbolic_limits();
     let points: &[f64] = if syms.is_empty() {
         &[0.0]
+    } else if integers {
+        &[0.0, 1.0, 2.0, 3.0]
     } else {
         &[0.0, 1.0, 2.0]
     };
@@ -434,6 +542,9 @@ fn numerically_identical(a: &Expr, b: &Expr) -> bool {
     for &k in points {
         let env = |s: &str| {
             let i = syms.iter().position(|x| *x == s).unwrap_or(0) as f64;
+            if integers {
+                return 3.0 + 4.0 * i + 3.0 * k;
+            }
             // Irrational-ish, distinct per symbol and per point.
             0.5 + ((i + 1.0) * 0.7548776662466927 + k * 0.5698402909980532).fract() * 1.3
         };
@@ -696,7 +807,7 @@ fn compare_symbols(gold: &Expr, pred: &Expr) -> bool {
     let concat = |v: &[Expr]| -> Option<String> {
         v.iter()
             .map(|x| match x {
-                Expr::Sym(s) => Some(s.clone()),
+                Expr::Sym(s) => Some(symbol_name(s).to_string()),
                 Expr::Const(Const::E) => Some("e".into()),
                 _ => None,
             })
@@ -704,12 +815,13 @@ fn compare_symbols(gold: &Expr, pred: &Expr) -> bool {
     };
     match (gold, pred) {
         (Expr::Sym(s), Expr::Const(Const::E)) | (Expr::Const(Const::E), Expr::Sym(s)) => {
-            s.eq_ignore_ascii_case("e")
+            symbol_name(s).eq_ignore_ascii_case("e")
         }
         (Expr::Sym(s), Expr::Mul(v)) | (Expr::Mul(v), Expr::Sym(s)) => {
-            concat(v).is_some_and(|c| c.to_lowercase() == s.to_lowercase())
+            concat(v).is_some_and(|c| c.to_lowercase() == symbol_name(s).to_lowercase())
         }
         (Expr::Sym(g), Expr::Sym(p)) => {
+            let (g, p) = (symbol_name(g), symbol_name(p));
             let norm = |s: &str| {
                 if s.chars().count() > 1 {
                     s.to_lowercase()
@@ -720,6 +832,26 @@ fn compare_symbols(gold: &Expr, pred: &Expr) -> bool {
             norm(g) == norm(p)
         }
         _ => false,
+    }
+}
+
+/// Marks a symbol parsed in complex mode (see [`Expr::complex_mode`]).
+pub(super) const COMPLEX_MARK: char = '\u{1}';
+
+/// A symbol's name without the complex-mode mark: sympy compares names
+/// there, whatever the assumptions.
+fn symbol_name(s: &str) -> &str {
+    s.strip_suffix(COMPLEX_MARK).unwrap_or(s)
+}
+
+impl Expr {
+    /// The expression as latex2sympy builds it from a text it treats as
+    /// complex (one with a standalone `i`, `\\det`, `\\mathbb{C}`, …): the
+    /// symbols lose their `real` assumption, so they are different symbols
+    /// from those of a real text (`x` and `x + i - i` are not equal to
+    /// math_verify). `i` itself stays a symbol (`i^2` is not -1).
+    pub(super) fn complex_mode(&self) -> Expr {
+        self.map_symbols(&|s| Some(Expr::Sym(format!("{s}{COMPLEX_MARK}"))))
     }
 }
 

@@ -692,7 +692,15 @@ fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
 
 /// `parse_latex_cached`: the whole string, else its last equation part.
 fn parse_latex_with_fallback(latex_src: &str) -> Option<Expr> {
-    if let Some(e) = latex::parse(latex_src) {
+    let parse = |src: &str| {
+        let e = latex::parse(src)?;
+        Some(if latex::treat_as_complex(src) {
+            e.complex_mode()
+        } else {
+            e
+        })
+    };
+    if let Some(e) = parse(latex_src) {
         return Some(e);
     }
     if latex_src.contains(',') || latex_src.contains(';') {
@@ -700,7 +708,7 @@ fn parse_latex_with_fallback(latex_src: &str) -> Option<Expr> {
     }
     let parts = split_equations(latex_src);
     if parts.len() > 2 {
-        latex::parse(parts.last()?)
+        parse(parts.last()?)
     } else {
         None
     }

@@ -233,6 +233,17 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
     t
 }
 
+/// math_verify's `should_treat_as_complex`: a standalone `i` and the other
+/// complex-number, matrix and vector markers.
+pub fn treat_as_complex(latex: &str) -> bool {
+    static COMPLEX: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\\mathbb\{C\}|\\i\b|\bi\b|\\text\{i\}|\\mathrm\{i\}|\\imath\b|\\det|\\operatorname\{tr\}|\\operatorname\{rank\}|\\text\{rank\}|\\arg\{|\\Re\{|\\Im\{|\\operatorname\{Re\}|\\operatorname\{Im\}|\\text\{Re\}|\\text\{Im\}",
+        )
+    });
+    latex.contains(['i', 'C', 'd', 'r', 'R', 'I']) && COMPLEX.is_match(latex)
+}
+
 /// `a/b` → `\\frac{a}{b}` for two canonical integers.
 fn fix_a_slash_b(t: &str) -> String {
     let mut it = t.split('/');
@@ -600,6 +611,8 @@ impl Parser {
                             | "binom"
                             | "dbinom"
                             | "tbinom"
+                            | "sum"
+                            | "prod"
                     )
             }
             None => false,
@@ -931,6 +944,27 @@ impl Parser {
                 Some(Expr::Sym(name.to_lowercase()))
             }
             "begin" => self.matrix(),
+            "sum" | "prod" => {
+                // \sum_{k=a}^{b} body: the body is one product-level term.
+                if !self.eat_sym('_') || !self.eat_sym('{') {
+                    return None;
+                }
+                let Some(Tok::Letter(v)) = self.peek().cloned() else {
+                    return None;
+                };
+                self.pos += 1;
+                if !self.eat_sym('=') {
+                    return None;
+                }
+                let lo = self.expr()?;
+                if !self.eat_sym('}') || !self.eat_sym('^') {
+                    return None;
+                }
+                let hi = self.script_arg()?;
+                let body = self.term()?;
+                let var = Expr::Sym(v.to_ascii_lowercase().to_string());
+                Some(Expr::Func(c.to_string(), vec![body, var, lo, hi]))
+            }
             "left" | "right" | "big" | "Big" | "bigg" | "Bigg" => self.atom(),
             g if GREEK.contains(&g) => Some(Expr::Sym(g.to_string())),
             "circ" => Some(Expr::Num(Num::int(1))),
