@@ -7,6 +7,7 @@
 //! calls `simplify`).
 
 use super::num::Num;
+use super::realset;
 
 /// Relational operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,10 +174,16 @@ impl Expr {
     }
 
     fn is_set_like(&self) -> bool {
-        matches!(
-            self,
-            Expr::Set(_) | Expr::Tuple(_) | Expr::Interval(..) | Expr::Union(_)
-        )
+        matches!(self, Expr::Tuple(_)) || self.is_set()
+    }
+
+    /// A sympy `Set` (not a tuple): finite set, interval, union, difference.
+    fn is_set(&self) -> bool {
+        match self {
+            Expr::Set(_) | Expr::Interval(..) | Expr::Union(_) => true,
+            Expr::Func(name, _) => name == "setminus",
+            _ => false,
+        }
     }
 
     fn is_relation(&self) -> bool {
@@ -497,7 +504,7 @@ impl Expr {
     }
 
     /// `±∞` as a sign, for comparing infinite endpoints.
-    fn inf_sign(&self) -> Option<i32> {
+    pub(super) fn inf_sign(&self) -> Option<i32> {
         match self {
             Expr::Const(Const::Inf) => Some(1),
             Expr::Mul(v) if v.len() == 2 => match (&v[0], &v[1]) {
@@ -655,6 +662,14 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
     {
         gold = r.clone();
     }
+    // math_verify 0.8: a relation against a set is compared as the set it
+    // describes (`-2 \le x \le 7` and `[-2, 7]`).
+    if gold.is_relation()
+        && pred.is_set()
+        && let Some(s) = realset::relation_as_set(&gold)
+    {
+        gold = s;
+    }
     if gold == pred {
         return true;
     }
@@ -752,6 +767,9 @@ fn compare_sets(gold: &Expr, pred: &Expr) -> bool {
         return al == bl && ar == br && endpoint_eq(a0, b0) && endpoint_eq(a1, b1);
     }
     if a == b {
+        return true;
+    }
+    if a.is_set() && b.is_set() && realset::same_set(&a, &b) == Some(true) {
         return true;
     }
     if let (Expr::Union(x), Expr::Union(y)) = (&a, &b) {

@@ -486,6 +486,9 @@ impl Parser {
                 "le" | "leq" | "leqslant" => RelOp::Le,
                 "ge" | "geq" | "geqslant" => RelOp::Ge,
                 "ne" | "neq" => RelOp::Ne,
+                // `x \in S` is read as `x = S` (latex2sympy's
+                // interpret_contains_as_eq).
+                "in" => RelOp::Eq,
                 "gt" => RelOp::Gt,
                 "lt" => RelOp::Lt,
                 _ => return None,
@@ -521,15 +524,24 @@ impl Parser {
     }
 
     fn union(&mut self) -> Option<Expr> {
-        let first = self.expr()?;
-        if !self.is_cmd("cup") {
-            return Some(first);
+        let mut acc = self.expr()?;
+        loop {
+            if self.eat_cmd("cup") {
+                let next = self.expr()?;
+                acc = match acc {
+                    Expr::Union(mut parts) => {
+                        parts.push(next);
+                        Expr::Union(parts)
+                    }
+                    a => Expr::Union(vec![a, next]),
+                };
+            } else if self.eat_cmd("setminus") {
+                let next = self.expr()?;
+                acc = Expr::Func("setminus".into(), vec![acc, next]);
+            } else {
+                return Some(acc);
+            }
         }
-        let mut parts = vec![first];
-        while self.eat_cmd("cup") {
-            parts.push(self.expr()?);
-        }
-        Some(Expr::Union(parts))
     }
 
     fn expr(&mut self) -> Option<Expr> {
@@ -906,8 +918,19 @@ impl Parser {
             "pi" => Some(Expr::Const(Const::Pi)),
             "mathbb" => {
                 let raw = self.group_raw()?;
+                if raw == "R" {
+                    // sympy's Reals is Interval(-oo, oo).
+                    let inf = || Box::new(Expr::Const(Const::Inf));
+                    return Some(Expr::Interval(
+                        Box::new(Expr::negate(*inf())),
+                        inf(),
+                        true,
+                        true,
+                    ));
+                }
                 Some(Expr::Sym(format!("mathbb_{raw}")))
             }
+            "emptyset" => Some(Expr::Set(Vec::new())),
             "infty" | "infin" => Some(Expr::Const(Const::Inf)),
             "e" => Some(Expr::Const(Const::E)),
             "{" => {

@@ -7,6 +7,7 @@ mod expr;
 mod extract;
 mod latex;
 mod num;
+mod realset;
 
 pub use expr::Expr;
 pub use extract::{Parsed, parse_candidates};
