@@ -385,6 +385,24 @@ impl Expr {
                 _ => None,
             },
             Expr::Pct(a) => Some(a.exact()?.mul(Num::Rat(1, 100))),
+            Expr::Func(name, args) if (name == "max" || name == "min") => {
+                let mut best: Option<Num> = None;
+                for a in args {
+                    let v = a.exact()?;
+                    best = Some(match best {
+                        None => v,
+                        Some(b) => {
+                            let take = if name == "max" {
+                                v.to_f64() > b.to_f64()
+                            } else {
+                                v.to_f64() < b.to_f64()
+                            };
+                            if take { v } else { b }
+                        }
+                    });
+                }
+                best
+            }
             Expr::Func(name, _) => {
                 // A finite sum or product of exact terms, as sympy's doit.
                 let (body, var, lo, hi) = self.big_operator()?;
@@ -448,6 +466,21 @@ impl Expr {
                     k += 1.0;
                 }
                 acc
+            }
+            Expr::Func(name, args) if (name == "max" || name == "min") => {
+                let mut best: Option<f64> = None;
+                for a in args {
+                    let v = a.eval(env)?;
+                    if v.im != 0.0 {
+                        return None;
+                    }
+                    best = Some(match best {
+                        None => v.re,
+                        Some(b) if name == "max" => b.max(v.re),
+                        Some(b) => b.min(v.re),
+                    });
+                }
+                C::real(best?)
             }
             Expr::Func(name, args) => {
                 let x = args.first()?.eval(env)?;
@@ -682,6 +715,12 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
     if matches!(gold, Expr::Sym(_)) || matches!(pred, Expr::Sym(_)) {
         return compare_symbols(&gold, &pred);
     }
+    // Sums and multiples of matrices compare by value (sympy's doit).
+    if let (Some(a), Some(b)) = (matrix_value(&gold), matrix_value(&pred))
+        && (!matches!(gold, Expr::Matrix(_)) || !matches!(pred, Expr::Matrix(_)))
+    {
+        return expr_eq(&Expr::Matrix(a), &Expr::Matrix(b));
+    }
     if let (Expr::Matrix(a), Expr::Matrix(b)) = (&gold, &pred) {
         return a.len() == b.len()
             && a.iter().zip(b).all(|(ra, rb)| {
@@ -696,6 +735,47 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
         return false;
     }
     numeric_eq(&gold, &pred) || numerically_identical(&gold, &pred)
+}
+
+/// The entries of a matrix, of a sum of matrices of one shape, or of a
+/// number times a matrix.
+fn matrix_value(e: &Expr) -> Option<Vec<Vec<Expr>>> {
+    match e {
+        Expr::Matrix(rows) => Some(rows.clone()),
+        Expr::Add(terms) => {
+            let mut acc = matrix_value(terms.first()?)?;
+            for t in &terms[1..] {
+                let m = matrix_value(t)?;
+                if m.len() != acc.len() || m.iter().zip(&acc).any(|(x, y)| x.len() != y.len()) {
+                    return None;
+                }
+                for (ra, rm) in acc.iter_mut().zip(m) {
+                    for (x, y) in ra.iter_mut().zip(rm) {
+                        *x = Expr::Add(vec![x.clone(), y]);
+                    }
+                }
+            }
+            Some(acc)
+        }
+        Expr::Mul(factors) if factors.len() == 2 => {
+            let (k, m) = match (&factors[0], &factors[1]) {
+                (k, Expr::Matrix(_)) if k.exact().is_some() => (k, &factors[1]),
+                (Expr::Matrix(_), k) if k.exact().is_some() => (k, &factors[0]),
+                _ => return None,
+            };
+            let rows = matrix_value(m)?;
+            Some(
+                rows.into_iter()
+                    .map(|r| {
+                        r.into_iter()
+                            .map(|x| Expr::Mul(vec![k.clone(), x]))
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
 }
 
 fn compare_relational(gold: &Expr, pred: &Expr) -> bool {

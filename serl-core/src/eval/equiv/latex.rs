@@ -266,12 +266,47 @@ enum Tok {
     Sym(char),
 }
 
+/// Words latex2sympy's lexer reads as matrix or function names wherever
+/// they occur in a run of letters (`north` holds `orth`, `street` holds
+/// `tr`): such a run is not a product of symbols and the parse fails.
+const LEXER_WORDS: [&str; 26] = [
+    "tr", "orth", "eig", "svd", "diag", "nullspace", "rref", "hstack", "vstack", "norm", "rank",
+    "cols", "rows", "eye", "zeros", "ones", "gcd", "lcm", "floor", "ceil", "arsinh", "arcsinh",
+    "arcosh", "arccosh", "artanh", "arctanh",
+];
+
+/// Commands whose braced argument is raw text, not math.
+const RAW_GROUPS: [&str; 13] = [
+    "text", "mbox", "textbf", "textit", "textrm", "textnormal", "operatorname", "begin", "end",
+    "mathbb", "mathrm", "mathit", "mathbf",
+];
+
 fn tokenize(s: &str) -> Option<Vec<Tok>> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
+    // Brace depth inside a raw-text group, if in one.
+    let mut raw: Option<usize> = None;
     while i < chars.len() {
         let c = chars[i];
+        match (c, raw) {
+            ('{', Some(d)) => raw = Some(d + 1),
+            ('}', Some(1)) => raw = None,
+            ('}', Some(d)) => raw = Some(d - 1),
+            ('{', None) if matches!(out.last(), Some(Tok::Cmd(n)) if RAW_GROUPS.contains(&n.as_str())) => {
+                raw = Some(1)
+            }
+            _ => {}
+        }
+        if raw.is_none() && c.is_ascii_alphabetic() && (i == 0 || !chars[i - 1].is_ascii_alphabetic()) {
+            let run: String = chars[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            if LEXER_WORDS.iter().any(|w| run.contains(w)) {
+                return None;
+            }
+        }
         if c.is_whitespace() || c == '~' {
             i += 1;
         } else if c.is_ascii_digit()
@@ -364,9 +399,9 @@ struct Parser {
     depth: usize,
 }
 
-const FUNCS: [&str; 18] = [
+const FUNCS: [&str; 17] = [
     "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "ln", "log", "exp", "lg", "floor", "ceil",
+    "ln", "log", "exp", "floor", "ceil",
 ];
 
 const GREEK: [&str; 27] = [
@@ -625,6 +660,9 @@ impl Parser {
                             | "tbinom"
                             | "sum"
                             | "prod"
+                            | "max"
+                            | "min"
+                            | "det"
                     )
             }
             None => false,
@@ -967,6 +1005,25 @@ impl Parser {
                 Some(Expr::Sym(name.to_lowercase()))
             }
             "begin" => self.matrix(),
+            "max" | "min" => {
+                if !self.eat_sym('(') {
+                    return None;
+                }
+                let mut args = vec![self.expr()?];
+                while self.eat_sym(',') {
+                    args.push(self.expr()?);
+                }
+                self.eat_sym(')')
+                    .then(|| Expr::Func(c.to_string(), args))
+            }
+            "det" => {
+                // latex2sympy evaluates the determinant while parsing.
+                self.skip_spacing();
+                match self.atom()? {
+                    Expr::Matrix(rows) => determinant(&rows).map(Expr::Num),
+                    _ => None,
+                }
+            }
             "sum" | "prod" => {
                 // \sum_{k=a}^{b} body: the body is one product-level term.
                 if !self.eat_sym('_') || !self.eat_sym('{') {
@@ -1022,10 +1079,14 @@ impl Parser {
     }
 
     fn function(&mut self, name: &str) -> Option<Expr> {
-        let name = if name == "lg" { "log" } else { name };
         let mut base = None;
-        if name == "log" && self.eat_sym('_') {
-            base = Some(self.script_arg()?);
+        if name == "log" {
+            // latex2sympy: `\log x` is the base-10 logarithm.
+            base = Some(if self.eat_sym('_') {
+                self.script_arg()?
+            } else {
+                Expr::Num(Num::int(10))
+            });
         }
         let mut power = None;
         if self.eat_sym('^') {
@@ -1078,6 +1139,44 @@ impl Parser {
         if rows.last().is_some_and(Vec::is_empty) {
             rows.pop();
         }
+        if env == "vmatrix" {
+            return determinant(&rows).map(Expr::Num);
+        }
         Some(Expr::Matrix(rows))
     }
+}
+
+/// The exact determinant of a square matrix of exact numbers (up to 4×4).
+fn determinant(rows: &[Vec<Expr>]) -> Option<Num> {
+    let n = rows.len();
+    if n == 0 || n > 4 || rows.iter().any(|r| r.len() != n) {
+        return None;
+    }
+    let m: Vec<Vec<Num>> = rows
+        .iter()
+        .map(|r| r.iter().map(Expr::exact).collect::<Option<Vec<_>>>())
+        .collect::<Option<_>>()?;
+    Some(det_of(&m))
+}
+
+fn det_of(m: &[Vec<Num>]) -> Num {
+    if m.len() == 1 {
+        return m[0][0];
+    }
+    let mut acc = Num::int(0);
+    for (j, &a) in m[0].iter().enumerate() {
+        let minor: Vec<Vec<Num>> = m[1..]
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != j)
+                    .map(|(_, &x)| x)
+                    .collect()
+            })
+            .collect();
+        let term = a.mul(det_of(&minor));
+        acc = acc.add(if j % 2 == 0 { term } else { term.neg() });
+    }
+    acc
 }
