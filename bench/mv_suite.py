@@ -19,19 +19,22 @@ from pyenv import python_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, "bench", ".venv-mv")
 PACKAGES = ["math-verify==0.8.0", "rouge-score==0.1.2"]
-OUT = os.path.join(ROOT, "serl-core", "tests", "fixtures", "mv_suite.jsonl")
+FIXTURES = os.path.join(ROOT, "serl-core", "tests", "fixtures")
+OUT = os.path.join(FIXTURES, "mv_suite.jsonl")
+# SeRL's vote groups (vote.jsonl, math_verify 0.7.0) with 0.8.0's rewards.
+VOTE_IN = os.path.join(FIXTURES, "vote.jsonl")
+VOTE_OUT = os.path.join(FIXTURES, "vote_mv08.jsonl")
 
 # Categories whose texts are whole responses: not wrapped in a boxed sentence.
-WHOLE = {"boxed_twice", "many_boxed_long", "plain_text_answers"}
+WHOLE = {"boxed_twice", "many_boxed_long", "plain_text_answers", "held_out_responses"}
 
 PY_SIDE = r'''
 import json, sys, logging
 logging.disable(logging.CRITICAL)
-import math_verify
 from math_verify import parse, verify
-pairs = json.load(sys.stdin)
+job = json.load(sys.stdin)
 out = []
-for pred, ref in pairs:
+for pred, ref in job["pairs"]:
     try:
         g = parse(ref)
         t = parse(pred)
@@ -39,36 +42,68 @@ for pred, ref in pairs:
     except Exception:
         eq = False
     out.append(eq)
-print(json.dumps({"version": math_verify.__version__ if hasattr(math_verify, "__version__") else "", "equal": out}))
+
+def majority(responses):
+    # SeRL's math_verify majority reward (reward_utils/math_verify_maj_reward.py).
+    parsed = [parse(r) for r in responses]
+    m = len(responses)
+    eq = [[False] * m for _ in range(m)]
+    for i in range(m):
+        for j in range(i + 1, m):
+            try:
+                same = verify(parsed[i], parsed[j]) or verify(parsed[j], parsed[i])
+            except Exception:
+                same = False
+            eq[i][j] = eq[j][i] = same
+    if all(len(p) == 0 for p in parsed):
+        return [1.0] + [0.0] * (m - 1)
+    counts = [sum(r) for r in eq]
+    rep = counts.index(max(counts))
+    return [1.0 if (x or k == rep) else 0.0 for k, x in enumerate(eq[rep])]
+
+print(json.dumps({"equal": out, "votes": [majority(g) for g in job["groups"]]}))
 '''
 
 
 def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from mv_cases import CASES
+    from mv_cases import CASES, CASES_HELD_OUT
 
     rows = []
-    for cat, pairs in CASES.items():
+    for cat, pairs in list(CASES.items()) + list(CASES_HELD_OUT.items()):
         for pred, ref in pairs:
             rows.append((cat, pred, ref))
             if cat not in WHOLE:
                 box = "The final answer is $\\boxed{%s}$."
                 rows.append((cat + "/boxed", box % pred, box % ref))
+    groups = [json.loads(line)["responses"] for line in open(VOTE_IN)]
     py = python_env(VENV, PACKAGES)
     res = subprocess.run(
         [py, "-c", PY_SIDE],
-        input=json.dumps([[p, r] for _, p, r in rows]),
+        input=json.dumps({"pairs": [[p, r] for _, p, r in rows], "groups": groups}),
         capture_output=True,
         text=True,
         check=True,
     )
-    verdicts = json.loads(res.stdout)["equal"]
-    tmp = OUT + ".tmp"
-    with open(tmp, "w") as f:
-        for (cat, pred, ref), eq in zip(rows, verdicts):
-            f.write(json.dumps({"kind": cat, "pred": pred, "ref": ref, "math_verify": eq}) + "\n")
-    os.replace(tmp, OUT)
+    result = json.loads(res.stdout)
+    verdicts = result["equal"]
+    write(OUT, [
+        {"kind": cat, "pred": pred, "ref": ref, "math_verify": eq}
+        for (cat, pred, ref), eq in zip(rows, verdicts)
+    ])
     print(f"{len(rows)} pairs, {sum(verdicts)} equal -> {OUT}")
+    write(VOTE_OUT, [
+        {"responses": g, "rewards_math_verify_maj": r} for g, r in zip(groups, result["votes"])
+    ])
+    print(f"{len(groups)} vote groups -> {VOTE_OUT}")
+
+
+def write(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -66,26 +66,31 @@ func TestExtractMatchesTheReference(t *testing.T) {
 	})
 }
 
+// The string vote against SeRL's vectors (vote.jsonl), the equivalence vote
+// against math_verify 0.8.0's rewards on the same groups (vote_mv08.jsonl).
 func TestVoteMatchesTheReferenceInBothModes(t *testing.T) {
-	eachLine(t, "vote.jsonl", func(n int, v map[string]interface{}) {
-		responses := strings(v["responses"])
-		for mode, key := range map[Mode]string{ModeString: "rewards_string_maj", ModeEquiv: "rewards_math_verify_maj"} {
-			r, err := Vote(responses, mode)
+	for mode, file := range map[Mode]string{ModeString: "vote.jsonl", ModeEquiv: "vote_mv08.jsonl"} {
+		key := "rewards_math_verify_maj"
+		if mode == ModeString {
+			key = "rewards_string_maj"
+		}
+		eachLine(t, file, func(n int, v map[string]interface{}) {
+			r, err := Vote(strings(v["responses"]), mode)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(r.Rewards, floats(v[key])) {
-				t.Errorf("vote.jsonl:%d mode %d: rewards %v want %v", n, mode, r.Rewards, v[key])
+				t.Errorf("%s:%d mode %d: rewards %v want %v", file, n, mode, r.Rewards, v[key])
 			}
 			sum := 0.0
 			for _, x := range r.Rewards {
 				sum += x
 			}
 			if r.Agreement != sum/float64(len(r.Rewards)) {
-				t.Errorf("vote.jsonl:%d: agreement %v is not the mean reward", n, r.Agreement)
+				t.Errorf("%s:%d: agreement %v is not the mean reward", file, n, r.Agreement)
 			}
-		}
-	})
+		})
+	}
 }
 
 func TestEqualAgreesWithMathVerify(t *testing.T) {

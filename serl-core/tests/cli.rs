@@ -59,14 +59,17 @@ fn extract_reproduces_the_reference() {
 
 #[test]
 fn vote_matches_reference_rewards_in_both_modes() {
-    let cases = &common::fixture("vote.jsonl")[..40];
-    let input: String = cases
+    // The string vote follows SeRL's vectors; the equivalence vote
+    // math_verify 0.8.0's rewards on the same groups.
+    let string_cases = &common::fixture("vote.jsonl")[..40];
+    let equiv_cases = &common::fixture("vote_mv08.jsonl")[..40];
+    let input: String = string_cases
         .iter()
         .map(|c| serde_json::json!({"responses": c["responses"]}).to_string() + "\n")
         .collect();
-    for (mode, key) in [
-        ("string", "rewards_string_maj"),
-        ("equiv", "rewards_math_verify_maj"),
+    for (mode, key, cases) in [
+        ("string", "rewards_string_maj", string_cases),
+        ("equiv", "rewards_math_verify_maj", equiv_cases),
     ] {
         let out = serl(&["vote", "--mode", mode], &input);
         assert!(

@@ -18,12 +18,13 @@ test("extractAnswer matches every extract.jsonl case", () => {
   }
 });
 
-test("vote matches vote.jsonl in both modes", () => {
+test("vote matches vote.jsonl (string) and vote_mv08.jsonl (equiv, math_verify 0.8.0)", () => {
+  const equiv = lines("vote_mv08.jsonl");
   for (const [i, c] of lines("vote.jsonl").entries()) {
     const s = serl.vote(c.responses, { mode: "string" });
     assert.deepEqual(s.rewards, c.rewards_string_maj, `line ${i + 1} string`);
-    const e = serl.vote(c.responses, { mode: "equiv" });
-    assert.deepEqual(e.rewards, c.rewards_math_verify_maj, `line ${i + 1} equiv`);
+    const e = serl.vote(equiv[i].responses, { mode: "equiv" });
+    assert.deepEqual(e.rewards, equiv[i].rewards_math_verify_maj, `line ${i + 1} equiv`);
     assert.equal(s.answers.length, c.responses.length);
     assert.equal(s.agreement, s.rewards.reduce((a, b) => a + b, 0) / s.rewards.length);
   }

@@ -130,9 +130,7 @@ pub fn normalize(text: &str, boxed: BoxedMode) -> String {
     static BACKSLASH_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\\])\\\s"));
     static LDOTS: LazyLock<Regex> = LazyLock::new(|| re(r",?\\ldots"));
     static PERCENT: LazyLock<Regex> = LazyLock::new(|| {
-        re(
-            r"\s*percentage|\\text\{percentage\}|\s*percent|\\text\{percent\}|\s*pct|\\text\{pct\}",
-        )
+        re(r"\s*percentage|\\text\{percentage\}|\s*percent|\\text\{percent\}|\s*pct|\\text\{pct\}")
     });
     static BRACED_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r"\s*\{\s*,\s*\}"));
     static UNIT_TEXT: LazyLock<Regex> =
@@ -270,15 +268,49 @@ enum Tok {
 /// they occur in a run of letters (`north` holds `orth`, `street` holds
 /// `tr`): such a run is not a product of symbols and the parse fails.
 const LEXER_WORDS: [&str; 26] = [
-    "tr", "orth", "eig", "svd", "diag", "nullspace", "rref", "hstack", "vstack", "norm", "rank",
-    "cols", "rows", "eye", "zeros", "ones", "gcd", "lcm", "floor", "ceil", "arsinh", "arcsinh",
-    "arcosh", "arccosh", "artanh", "arctanh",
+    "tr",
+    "orth",
+    "eig",
+    "svd",
+    "diag",
+    "nullspace",
+    "rref",
+    "hstack",
+    "vstack",
+    "norm",
+    "rank",
+    "cols",
+    "rows",
+    "eye",
+    "zeros",
+    "ones",
+    "gcd",
+    "lcm",
+    "floor",
+    "ceil",
+    "arsinh",
+    "arcsinh",
+    "arcosh",
+    "arccosh",
+    "artanh",
+    "arctanh",
 ];
 
 /// Commands whose braced argument is raw text, not math.
 const RAW_GROUPS: [&str; 13] = [
-    "text", "mbox", "textbf", "textit", "textrm", "textnormal", "operatorname", "begin", "end",
-    "mathbb", "mathrm", "mathit", "mathbf",
+    "text",
+    "mbox",
+    "textbf",
+    "textit",
+    "textrm",
+    "textnormal",
+    "operatorname",
+    "begin",
+    "end",
+    "mathbb",
+    "mathrm",
+    "mathit",
+    "mathbf",
 ];
 
 fn tokenize(s: &str) -> Option<Vec<Tok>> {
@@ -298,7 +330,10 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             }
             _ => {}
         }
-        if raw.is_none() && c.is_ascii_alphabetic() && (i == 0 || !chars[i - 1].is_ascii_alphabetic()) {
+        if raw.is_none()
+            && c.is_ascii_alphabetic()
+            && (i == 0 || !chars[i - 1].is_ascii_alphabetic())
+        {
             let run: String = chars[i..]
                 .iter()
                 .take_while(|c| c.is_ascii_alphabetic())
@@ -903,7 +938,11 @@ impl Parser {
         }
         if semicolons {
             // `(1; 2)` is a tuple, never an interval.
-            let closed = if square { self.eat_sym(']') } else { self.eat_sym(')') };
+            let closed = if square {
+                self.eat_sym(']')
+            } else {
+                self.eat_sym(')')
+            };
             return closed.then_some(Expr::Tuple(items));
         }
         let close_round = self.eat_sym(')');
@@ -1013,8 +1052,7 @@ impl Parser {
                 while self.eat_sym(',') {
                     args.push(self.expr()?);
                 }
-                self.eat_sym(')')
-                    .then(|| Expr::Func(c.to_string(), args))
+                self.eat_sym(')').then(|| Expr::Func(c.to_string(), args))
             }
             "det" => {
                 // latex2sympy evaluates the determinant while parsing.
@@ -1059,8 +1097,25 @@ impl Parser {
                     .then(|| Expr::Func("ceil".into(), vec![e]))
             }
             "binom" | "dbinom" | "tbinom" => {
-                let n = self.braced()?.exact()?;
+                let n_expr = self.braced()?;
                 let k = self.braced()?.exact()?;
+                let n = match n_expr.exact() {
+                    Some(n) => n,
+                    None => {
+                        // binomial(n, k) for a small integer k is the
+                        // polynomial n(n-1)…(n-k+1)/k!.
+                        let Num::Rat(k, 1) = k else { return None };
+                        if !(0..=10).contains(&k) {
+                            return None;
+                        }
+                        let mut factors: Vec<Expr> = (0..k)
+                            .map(|j| Expr::minus(n_expr.clone(), Expr::Num(Num::int(j))))
+                            .collect();
+                        let fact: i128 = (1..=k).product();
+                        factors.push(Expr::Num(Num::rat(1, fact)?));
+                        return Some(Expr::Mul(factors));
+                    }
+                };
                 let (Num::Rat(n, 1), Num::Rat(k, 1)) = (n, k) else {
                     return None;
                 };

@@ -237,7 +237,12 @@ pub fn relation_as_set(e: &Expr) -> Option<Expr> {
         return Some(match op {
             RelOp::Eq => Expr::Set(vec![c]),
             _ => Expr::Union(vec![
-                Expr::Interval(Box::new(Expr::negate(inf())), Box::new(c.clone()), true, true),
+                Expr::Interval(
+                    Box::new(Expr::negate(inf())),
+                    Box::new(c.clone()),
+                    true,
+                    true,
+                ),
                 Expr::Interval(Box::new(c), Box::new(inf()), true, true),
             ]),
         });
