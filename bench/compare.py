@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Times libserl's evaluator beside the Python reference on the same inputs.
 
-Optional and outside CI: it creates bench/.venv with rouge-score and
-math-verify from PyPI (or uses $PYTHON), runs the Rust timings
+Optional and outside CI: it creates bench/.venv-mv with rouge-score and
+math-verify 0.8.0 from PyPI (the environment `mv_suite.py` uses; or $PYTHON), runs the Rust timings
 (`cargo run --release --example bench_timings`), times the Python reference
 on the workload the Rust side dumps, and prints both with their ratio.
 
@@ -22,8 +22,8 @@ import time
 from pyenv import python_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, "bench", ".venv")
-PACKAGES = ["rouge-score==0.1.2", "math-verify==0.7.0", "sympy==1.13.1"]
+VENV = os.path.join(ROOT, "bench", ".venv-mv")
+PACKAGES = ["math-verify==0.8.0", "rouge-score==0.1.2"]
 
 
 PY_SIDE = r'''

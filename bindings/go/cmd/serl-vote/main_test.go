@@ -29,7 +29,9 @@ func TestVotesTheExampleFile(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first.Majority != `50\sqrt{10}` || first.Agreement != 0.375 || len(first.Rewards) != 16 {
+	// 6 answers of 50√10 and 2 of 158.113883, which math_verify 0.8.0 counts
+	// as the same value (rounded to 6 decimals).
+	if first.Majority != `50\sqrt{10}` || first.Agreement != 0.5 || len(first.Rewards) != 16 {
 		t.Fatalf("first group: %+v", first)
 	}
 }
