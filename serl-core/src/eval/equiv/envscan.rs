@@ -37,7 +37,7 @@ fn prev_char(t: &str, i: usize) -> Option<char> {
 }
 
 /// Python's Unicode `\s`.
-fn is_space(c: char) -> bool {
+pub(super) fn is_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
