@@ -710,12 +710,15 @@ const EXPR_GROUPS: [&str; 8] = [
     "integer1", "integer2", "integer3", "decimal1", "decimal2", "decimal3", "percent", "expr",
 ];
 
+/// One prefix's groups: the percent group and the (kind, group) pairs.
+type PrefixIndex = (Option<usize>, Vec<(&'static str, usize)>);
+
 /// Capture-group indices of one pattern: named lookups hash the name on
 /// every call, and a vote makes thousands of them.
 #[derive(Debug, Default)]
 struct GroupIndex {
-    /// Per prefix: the percent group and the (kind, group) pairs in order.
-    env: Vec<(Option<usize>, Vec<(&'static str, usize)>)>,
+    /// Per prefix, in order.
+    env: Vec<PrefixIndex>,
     /// The groups of [`EXPR_GROUPS`].
     expr: [Option<usize>; 8],
 }
