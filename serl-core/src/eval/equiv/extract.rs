@@ -332,18 +332,20 @@ fn env_reaches_boxed(b: &[u8], i: usize, boxed: &[usize]) -> bool {
     } else {
         (i + 1, b"]")
     };
-    let Some(&nb) = boxed.iter().find(|&&k| k >= from) else {
+    let Some(&nb) = boxed.get(boxed.partition_point(|&k| k < from)) else {
         return false;
     };
     let window = &b[from..nb];
     let stop = match close {
-        b"$$" => window.windows(2).any(|w| w == b"$$"),
-        b"$" => window.iter().enumerate().any(|(k, &c)| {
-            c == b'\n' || (c == b'$' && (k + from == 0 || b[k + from - 1] != b'\\'))
-        }),
-        b"\\]" => window.windows(2).any(|w| w == b"\\]"),
-        b"\\)" => window.contains(&b'\n') || window.windows(2).any(|w| w == b"\\)"),
-        _ => window.iter().any(|&c| matches!(c, b'\n' | b'[' | b']')),
+        b"$$" => memchr::memmem::find(window, b"$$").is_some(),
+        b"$" => memchr::memchr2_iter(b'\n', b'$', window)
+            .any(|k| window[k] == b'\n' || k + from == 0 || b[k + from - 1] != b'\\'),
+        b"\\]" => memchr::memmem::find(window, b"\\]").is_some(),
+        b"\\)" => {
+            memchr::memchr(b'\n', window).is_some()
+                || memchr::memmem::find(window, b"\\)").is_some()
+        }
+        _ => memchr::memchr3(b'\n', b'[', b']', window).is_some(),
     };
     !stop
 }
@@ -688,9 +690,10 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
 
 /// Cheap checks that skip priority groups which cannot match.
 fn prefilter(priority: u32, text: &str) -> bool {
+    let b = text.as_bytes();
+    // ASCII-case-insensitive search from the candidates for the first byte.
     let has = |w: &str| {
-        text.as_bytes()
-            .windows(w.len())
+        b.windows(w.len())
             .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
     };
     match priority {
