@@ -52,7 +52,9 @@ fn main() {
     });
     // Every 8th group: the sample bench/compare.py also gives math_verify.
     let sample: Vec<&Vec<String>> = w.groups.iter().step_by(8).collect();
-    let vote_equiv_sample = median(3, || {
+    // More runs than the others: a few milliseconds each, and this is the
+    // figure compared with math_verify.
+    let vote_equiv_sample = median(9, || {
         for g in &sample {
             std::hint::black_box(eval::vote(g, VoteMode::Equiv));
         }

@@ -2,7 +2,6 @@
 
 use super::equiv::{Parsed, parse_candidates, verify};
 use super::extract::{extract_answer, strip_string};
-use super::rng::fnv1a;
 
 /// How answers are grouped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,16 +80,18 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
             }
         }
         VoteMode::Equiv => {
-            // Identical responses are parsed once.
-            // FNV-1a finds identical responses without comparing every pair.
-            let hashes: Vec<u64> = responses.iter().map(|r| fnv1a(r.as_ref())).collect();
+            // Identical responses are parsed once (lengths first: a full
+            // comparison only for texts of the same length).
             let mut parsed: Vec<Vec<Parsed>> = Vec::with_capacity(n);
             for (i, r) in responses.iter().enumerate() {
-                let same =
-                    (0..i).find(|&j| hashes[j] == hashes[i] && responses[j].as_ref() == r.as_ref());
+                let r = r.as_ref();
+                let same = (0..i).find(|&j| {
+                    let other = responses[j].as_ref();
+                    other.len() == r.len() && other == r
+                });
                 parsed.push(match same {
                     Some(j) => parsed[j].clone(),
-                    None => parse_candidates(r.as_ref()),
+                    None => parse_candidates(r),
                 });
             }
             // verify depends only on the parsed values, and a group repeats

@@ -785,9 +785,8 @@ fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
         } else {
             BoxedMode::All
         };
-        let normalized = latex::normalize(g.content, mode);
-        let parsed = parse_latex_with_fallback(&normalized)
-            .map(|e| if g.percent { Expr::Pct(Box::new(e)) } else { e });
+        let (normalized, parsed) = normalize_and_parse(g.content, mode);
+        let parsed = parsed.map(|e| if g.percent { Expr::Pct(Box::new(e)) } else { e });
         strs.push(normalized);
         exprs.push(parsed);
     }
@@ -805,6 +804,45 @@ fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
         return (Some(Expr::Set(items)), strs.join(" and "));
     }
     (exprs.swap_remove(0), strs.swap_remove(0))
+}
+
+/// How many recent LaTeX groups [`normalize_and_parse`] remembers per thread.
+const LATEX_CACHE: usize = 32;
+
+type LatexCacheEntry = (BoxedMode, String, String, Option<Expr>);
+
+thread_local! {
+    static RECENT: std::cell::RefCell<std::collections::VecDeque<LatexCacheEntry>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// A LaTeX group normalised and parsed, remembered for the last
+/// [`LATEX_CACHE`] groups of this thread: the responses of a vote box the
+/// same few answers (math_verify keeps an `lru_cache` here too).
+fn normalize_and_parse(content: &str, mode: BoxedMode) -> (String, Option<Expr>) {
+    let hit = RECENT.with_borrow(|recent| {
+        recent
+            .iter()
+            .find(|(m, c, ..)| *m == mode && c == content)
+            .map(|(_, _, n, e)| (n.clone(), e.clone()))
+    });
+    if let Some(found) = hit {
+        return found;
+    }
+    let normalized = latex::normalize(content, mode);
+    let parsed = parse_latex_with_fallback(&normalized);
+    RECENT.with_borrow_mut(|recent| {
+        if recent.len() == LATEX_CACHE {
+            recent.pop_front();
+        }
+        recent.push_back((
+            mode,
+            content.to_string(),
+            normalized.clone(),
+            parsed.clone(),
+        ));
+    });
+    (normalized, parsed)
 }
 
 /// `parse_latex_cached`: the whole string, else its last equation part.
