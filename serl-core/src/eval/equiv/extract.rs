@@ -426,7 +426,6 @@ impl<'t> Starts<'t> {
             return &self.cache[k].1;
         }
         let b = self.text.as_bytes();
-        let at = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
         let positions: Vec<usize> = match start {
             // Only bytes that can begin the pattern are looked at closely.
             // memchr finds the few bytes that can begin a pattern; the byte
@@ -438,45 +437,16 @@ impl<'t> Starts<'t> {
                     .collect()
             }
             Start::Boxed => memchr::memmem::find_iter(b, b"\\boxed{").collect(),
-            Start::LatexEnv | Start::LatexEnvPlain => {
-                let mut v = Vec::new();
-                let candidates =
-                    memchr::memchr3_iter(b'$', b'\\', b'-', b).chain(memchr::memchr_iter(b'[', b));
-                for i in candidates {
-                    let c = b[i];
-                    match c {
-                        b'$' => v.push(i),
-                        b'\\' if at(i + 1, b"[") || at(i + 1, b"(") || at(i + 1, b"frac") => {
-                            v.push(i)
-                        }
-                        b'-' if at(i + 1, b"\\frac") => v.push(i),
-                        // Whitespace before "[": find where that character starts.
-                        b'[' if i > 0 => {
-                            if let Some(c) = self.text[..i].chars().next_back() {
-                                let s = i - c.len_utf8();
-                                if (c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
-                                    && v.last() != Some(&s)
-                                {
-                                    v.push(s);
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                // The '[' positions (and the whitespace before them) come
-                // after the others: restore the order.
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
+            Start::LatexEnv | Start::LatexEnvPlain => env_starts(self.text, true),
             Start::LatexEnvBoxed => {
                 let boxed: Vec<usize> = self.get(Start::Boxed).to_vec();
                 if boxed.is_empty() {
                     Vec::new()
                 } else {
-                    let env = self.get(Start::LatexEnv).to_vec();
-                    env.into_iter()
+                    // Fractions never hold a \boxed, so their starts (and the
+                    // scan over every backslash) are left out here.
+                    env_starts(self.text, false)
+                        .into_iter()
                         .filter(|&i| env_reaches_boxed(b, i, &boxed))
                         .collect()
                 }
@@ -506,6 +476,38 @@ impl<'t> Starts<'t> {
         self.cache.push((start, positions));
         &self.cache[self.cache.len() - 1].1
     }
+}
+
+/// Where a LaTeX environment can start: `$`, `\\[`, `\\(`, whitespace before
+/// `[`, and with `fractions` also `\\frac` and `-\\frac`. Sorted.
+fn env_starts(text: &str, fractions: bool) -> Vec<usize> {
+    let b = text.as_bytes();
+    let at = |k: usize, s: &[u8]| b.get(k..k + s.len()) == Some(s);
+    let mut v: Vec<usize> = memchr::memchr_iter(b'$', b).collect();
+    if fractions {
+        for i in memchr::memchr2_iter(b'\\', b'-', b) {
+            let start = match b[i] {
+                b'\\' => at(i + 1, b"[") || at(i + 1, b"(") || at(i + 1, b"frac"),
+                _ => at(i + 1, b"\\frac"),
+            };
+            if start {
+                v.push(i);
+            }
+        }
+    } else {
+        v.extend(memchr::memmem::find_iter(b, b"\\[").chain(memchr::memmem::find_iter(b, b"\\(")));
+    }
+    // Whitespace before "[": find where that character starts.
+    for i in memchr::memchr_iter(b'[', b) {
+        if let Some(c) = text[..i].chars().next_back() {
+            if c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c) {
+                v.push(i - c.len_utf8());
+            }
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// One regex match: captures of the backtracking regex, or the groups of the
