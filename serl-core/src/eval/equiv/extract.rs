@@ -499,10 +499,10 @@ fn env_starts(text: &str, fractions: bool) -> Vec<usize> {
     }
     // Whitespace before "[": find where that character starts.
     for i in memchr::memchr_iter(b'[', b) {
-        if let Some(c) = text[..i].chars().next_back() {
-            if c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c) {
-                v.push(i - c.len_utf8());
-            }
+        if let Some(c) = text[..i].chars().next_back()
+            && (c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+        {
+            v.push(i - c.len_utf8());
         }
     }
     v.sort_unstable();
