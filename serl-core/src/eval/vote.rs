@@ -1,6 +1,6 @@
 //! Majority vote over a group of sampled responses: SeRL's self-reward.
 
-use super::equiv::{Parsed, parse_candidates, verify};
+use super::equiv::{Parsed, agreement_matrix, parse_candidates};
 use super::extract::{extract_answer, strip_string};
 
 /// How answers are grouped.
@@ -94,36 +94,13 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
                     None => parse_candidates(r),
                 });
             }
-            // verify depends only on the parsed values, and a group repeats
-            // few of them: compare each distinct value once (its own
-            // diagonal included) and spread the rows.
-            let mut class = Vec::with_capacity(n);
-            let mut distinct: Vec<usize> = Vec::new();
-            for i in 0..n {
-                match distinct.iter().position(|&d| parsed[d] == parsed[i]) {
-                    Some(c) => class.push(c),
-                    None => {
-                        class.push(distinct.len());
-                        distinct.push(i);
-                    }
-                }
-            }
-            let k = distinct.len();
-            let mut same = vec![false; k * k];
-            for a in 0..k {
-                for b in a..k {
-                    let (x, y) = (&parsed[distinct[a]], &parsed[distinct[b]]);
-                    let v = verify(x, y) || verify(y, x);
-                    same[a * k + b] = v;
-                    same[b * k + a] = v;
-                }
-            }
+            let same = agreement_matrix(&parsed);
             let mut eq = vec![vec![false; n]; n];
             for i in 0..n {
                 for j in 0..n {
                     // A response always agrees with itself (the reference's
                     // pairs never include i == i).
-                    eq[i][j] = i == j || same[class[i] * k + class[j]];
+                    eq[i][j] = i == j || same[i][j];
                 }
             }
             // A response with nothing extracted matches nothing, itself included.

@@ -6,6 +6,8 @@
 //! symbolic equality decided by evaluation at random points (where sympy
 //! calls `simplify`).
 
+use std::borrow::Cow;
+
 use super::num::Num;
 use super::realset;
 
@@ -668,8 +670,9 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
             || numeric_eq(gold, pred)
             || matches!((gold.exact(), pred.exact()), (Some(x), Some(y)) if exact_number_eq(x, y));
     }
-    let mut gold = gold.clone();
-    let mut pred = pred.clone();
+    // Borrowed until a rule rewrites a side (most comparisons rewrite none).
+    let mut gold: Cow<'_, Expr> = Cow::Borrowed(gold);
+    let mut pred: Cow<'_, Expr> = Cow::Borrowed(pred);
     let g_assign = gold.is_assignment();
     let p_assign = pred.is_assignment();
     let g_eqn = gold.is_equation();
@@ -679,21 +682,21 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
         let r = e.last_relation().rhs()?.clone();
         Some(Expr::Rel(RelOp::Eq, Box::new(l), Box::new(r)))
     };
-    if g_assign {
-        gold = truncate(&gold).unwrap_or(gold);
+    if g_assign && let Some(t) = truncate(&gold) {
+        gold = Cow::Owned(t);
     }
-    if p_assign {
-        pred = truncate(&pred).unwrap_or(pred);
+    if p_assign && let Some(t) = truncate(&pred) {
+        pred = Cow::Owned(t);
     }
     if p_eqn && !g_eqn {
         if let Some(r) = pred.last_relation().rhs() {
-            pred = r.clone();
+            pred = Cow::Owned(r.clone());
         }
     } else if g_assign
         && !p_eqn
         && let Some(r) = gold.last_relation().rhs()
     {
-        gold = r.clone();
+        gold = Cow::Owned(r.clone());
     }
     // math_verify 0.8: a relation against a set is compared as the set it
     // describes (`-2 \le x \le 7` and `[-2, 7]`).
@@ -701,27 +704,28 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
         && pred.is_set()
         && let Some(s) = realset::relation_as_set(&gold)
     {
-        gold = s;
+        gold = Cow::Owned(s);
     }
+    let (gold, pred): (&Expr, &Expr) = (&gold, &pred);
     if gold == pred {
         return true;
     }
     if gold.is_relation() && pred.is_relation() {
-        return compare_relational(&gold, &pred);
+        return compare_relational(gold, pred);
     }
     if gold.is_set_like() || pred.is_set_like() {
-        return compare_sets(&gold, &pred);
+        return compare_sets(gold, pred);
     }
     if matches!(gold, Expr::Sym(_)) || matches!(pred, Expr::Sym(_)) {
-        return compare_symbols(&gold, &pred);
+        return compare_symbols(gold, pred);
     }
     // Sums and multiples of matrices compare by value (sympy's doit).
-    if let (Some(a), Some(b)) = (matrix_value(&gold), matrix_value(&pred))
+    if let (Some(a), Some(b)) = (matrix_value(gold), matrix_value(pred))
         && (!matches!(gold, Expr::Matrix(_)) || !matches!(pred, Expr::Matrix(_)))
     {
         return expr_eq(&Expr::Matrix(a), &Expr::Matrix(b));
     }
-    if let (Expr::Matrix(a), Expr::Matrix(b)) = (&gold, &pred) {
+    if let (Expr::Matrix(a), Expr::Matrix(b)) = (gold, pred) {
         return a.len() == b.len()
             && a.iter().zip(b).all(|(ra, rb)| {
                 ra.len() == rb.len() && ra.iter().zip(rb).all(|(x, y)| expr_eq(x, y))
@@ -734,7 +738,7 @@ pub fn expr_eq(gold: &Expr, pred: &Expr) -> bool {
     {
         return false;
     }
-    numeric_eq(&gold, &pred) || numerically_identical(&gold, &pred)
+    numeric_eq(gold, pred) || numerically_identical(gold, pred)
 }
 
 /// The entries of a matrix, of a sum of matrices of one shape, or of a
