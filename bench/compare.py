@@ -73,10 +73,15 @@ def mv_majority(responses):
     return [1.0 if (x or k == rep) else 0.0 for k, x in enumerate(eq[rep])]
 
 groups = w["groups"][::8]
-t = time.perf_counter()
-for g in groups:
-    mv_majority(g)
-out["vote_equiv_us_per_group"] = (time.perf_counter() - t) / len(groups) * 1e6
+# Best of two passes, as the Rust side is the best of two runs: this
+# machine's neighbours make single passes swing by a third.
+best = float("inf")
+for _ in range(2):
+    t = time.perf_counter()
+    for g in groups:
+        mv_majority(g)
+    best = min(best, time.perf_counter() - t)
+out["vote_equiv_us_per_group"] = best / len(groups) * 1e6
 print(json.dumps(out))
 '''
 
@@ -85,14 +90,22 @@ def main():
     py = python_env(VENV, PACKAGES)
     with tempfile.TemporaryDirectory() as tmp:
         dump = os.path.join(tmp, "workload.json")
-        rust = subprocess.run(
-            ["cargo", "run", "-q", "--release", "-p", "serl-core", "--example", "bench_timings", "--", "--dump", dump],
-            cwd=ROOT, check=True, capture_output=True, text=True)
-        r = json.loads(rust.stdout)
+        def rust_run():
+            out = subprocess.run(
+                ["cargo", "run", "-q", "--release", "-p", "serl-core", "--example", "bench_timings", "--",
+                 "--dump", dump],
+                cwd=ROOT, check=True, capture_output=True, text=True)
+            return json.loads(out.stdout)
+
+        first = rust_run()
         script = os.path.join(tmp, "py_side.py")
         with open(script, "w") as f:
             f.write(PY_SIDE)
         p = json.loads(subprocess.run([py, script, dump], check=True, capture_output=True, text=True).stdout)
+        # The Rust timings once before and once after the Python side; each
+        # figure is the better of the two.
+        second = rust_run()
+        r = {k: min(v, second[k]) if isinstance(v, float) else v for k, v in first.items()}
 
     rows = []
     ref_string = 62_000.0
