@@ -30,7 +30,8 @@ PY_SIDE = r'''
 import json, sys, time, statistics, logging
 logging.disable(logging.CRITICAL)
 from rouge_score import rouge_scorer
-from math_verify import parse, verify
+sys.path.insert(0, sys.argv[2])
+from serl_reference import mv_majority
 
 w = json.load(open(sys.argv[1]))
 out = {}
@@ -55,22 +56,6 @@ for c in w["candidates"][:10]:
         rouge_scorer._score_lcs(ct, s)
         n += 1
 out["filter_us_per_comparison"] = (time.perf_counter() - t) / n * 1e6
-
-def mv_majority(responses):
-    parsed = [parse(r) for r in responses]
-    m = len(responses)
-    eq = [[False] * m for _ in range(m)]
-    for i in range(m):
-        for j in range(i + 1, m):
-            same = False
-            try:
-                same = verify(parsed[i], parsed[j]) or verify(parsed[j], parsed[i])
-            except Exception:
-                same = False
-            eq[i][j] = eq[j][i] = same
-    counts = [sum(row) for row in eq]
-    rep = counts.index(max(counts))
-    return [1.0 if (x or k == rep) else 0.0 for k, x in enumerate(eq[rep])]
 
 groups = w["groups"][::8]
 # Best of two passes, as the Rust side is the best of two runs: this
@@ -101,7 +86,9 @@ def main():
         script = os.path.join(tmp, "py_side.py")
         with open(script, "w") as f:
             f.write(PY_SIDE)
-        p = json.loads(subprocess.run([py, script, dump], check=True, capture_output=True, text=True).stdout)
+        bench = os.path.dirname(os.path.abspath(__file__))
+        p = json.loads(subprocess.run([py, script, dump, bench], check=True, capture_output=True,
+                                      text=True).stdout)
         # The Rust timings once before and once after the Python side; each
         # figure is the better of the two.
         second = rust_run()

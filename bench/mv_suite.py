@@ -43,25 +43,9 @@ for pred, ref in job["pairs"]:
         eq = False
     out.append(eq)
 
-def majority(responses):
-    # SeRL's math_verify majority reward (reward_utils/math_verify_maj_reward.py).
-    parsed = [parse(r) for r in responses]
-    m = len(responses)
-    eq = [[False] * m for _ in range(m)]
-    for i in range(m):
-        for j in range(i + 1, m):
-            try:
-                same = verify(parsed[i], parsed[j]) or verify(parsed[j], parsed[i])
-            except Exception:
-                same = False
-            eq[i][j] = eq[j][i] = same
-    if all(len(p) == 0 for p in parsed):
-        return [1.0] + [0.0] * (m - 1)
-    counts = [sum(r) for r in eq]
-    rep = counts.index(max(counts))
-    return [1.0 if (x or k == rep) else 0.0 for k, x in enumerate(eq[rep])]
-
-print(json.dumps({"equal": out, "votes": [majority(g) for g in job["groups"]]}))
+sys.path.insert(0, sys.argv[1])
+from serl_reference import mv_majority
+print(json.dumps({"equal": out, "votes": [mv_majority(g) for g in job["groups"]]}))
 '''
 
 
@@ -79,7 +63,7 @@ def main():
     groups = [json.loads(line)["responses"] for line in open(VOTE_IN)]
     py = python_env(VENV, PACKAGES)
     res = subprocess.run(
-        [py, "-c", PY_SIDE],
+        [py, "-c", PY_SIDE, os.path.dirname(os.path.abspath(__file__))],
         input=json.dumps({"pairs": [[p, r] for _, p, r in rows], "groups": groups}),
         capture_output=True,
         text=True,

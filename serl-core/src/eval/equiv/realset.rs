@@ -224,10 +224,10 @@ pub fn relation_as_set(e: &Expr) -> Option<Expr> {
         }
         match op {
             RelOp::Lt | RelOp::Le => {
-                (hi, hi_open) = tighter_hi((hi, hi_open), (c.clone(), op == RelOp::Lt))?
+                (hi, hi_open) = tighter((hi, hi_open), (c.clone(), op == RelOp::Lt), true)?
             }
             RelOp::Gt | RelOp::Ge => {
-                (lo, lo_open) = tighter_lo((lo, lo_open), (c.clone(), op == RelOp::Gt))?
+                (lo, lo_open) = tighter((lo, lo_open), (c.clone(), op == RelOp::Gt), false)?
             }
             RelOp::Eq | RelOp::Ne if rels.len() == 1 => single = Some((op, c.clone())),
             _ => return None,
@@ -268,29 +268,18 @@ fn flip(op: RelOp) -> RelOp {
     }
 }
 
-fn tighter_hi(a: (Expr, bool), b: (Expr, bool)) -> Option<(Expr, bool)> {
+/// The tighter of two bounds (value, open): the smaller for an upper bound,
+/// the larger for a lower one; at equal values, open wins.
+fn tighter(a: (Expr, bool), b: (Expr, bool), upper: bool) -> Option<(Expr, bool)> {
     use std::cmp::Ordering::*;
+    let loosest = if upper { End::PosInf } else { End::NegInf };
     Some(match (end_of(&a.0)?, end_of(&b.0)?) {
-        (End::PosInf, _) => b,
-        (_, End::PosInf) => a,
-        (End::At(x), End::At(y)) => match q_cmp(x, y)? {
-            Less => a,
-            Greater => b,
-            Equal => (a.0, a.1 || b.1),
-        },
-        _ => return None,
-    })
-}
-
-fn tighter_lo(a: (Expr, bool), b: (Expr, bool)) -> Option<(Expr, bool)> {
-    use std::cmp::Ordering::*;
-    Some(match (end_of(&a.0)?, end_of(&b.0)?) {
-        (End::NegInf, _) => b,
-        (_, End::NegInf) => a,
-        (End::At(x), End::At(y)) => match q_cmp(x, y)? {
-            Greater => a,
-            Less => b,
-            Equal => (a.0, a.1 || b.1),
+        (x, _) if x == loosest => b,
+        (_, y) if y == loosest => a,
+        (End::At(x), End::At(y)) => match (q_cmp(x, y)?, upper) {
+            (Less, true) | (Greater, false) => a,
+            (Greater, true) | (Less, false) => b,
+            (Equal, _) => (a.0, a.1 || b.1),
         },
         _ => return None,
     })
