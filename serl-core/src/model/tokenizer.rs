@@ -32,10 +32,43 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     json: String,
     chat_template: Option<String>,
+    /// Where the chat template came from, for errors: a template is code
+    /// from the model file.
+    template_origin: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
     pad_token: Option<String>,
     eos_ids: Vec<u32>,
+}
+
+/// The most work a chat template may do in one rendering, in template
+/// instructions (minijinja's fuel): a template comes from the model file, so
+/// it is a stranger's code. Real templates (SmolLM2's, ChatML) loop once
+/// over the messages and stay far below it.
+pub const CHAT_TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// The most text one rendering may produce beyond four times the messages'
+/// own text.
+pub const CHAT_TEMPLATE_EXTRA_OUTPUT: usize = 1 << 20;
+
+/// A writer that refuses to grow past `cap` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.cap {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
@@ -73,6 +106,7 @@ impl Tokenizer {
             inner,
             json: json.to_string(),
             chat_template,
+            template_origin: origin.to_string(),
             bos_token,
             eos_token,
             pad_token,
@@ -103,18 +137,22 @@ impl Tokenizer {
                 .map(String::from),
             _ => None,
         };
+        let mut template_origin = tc.display().to_string();
         let jinja = dir.join("chat_template.jinja");
         if let Ok(s) = std::fs::read_to_string(&jinja) {
             template = Some(s);
+            template_origin = jinja.display().to_string();
         }
-        Tokenizer::from_json(
+        let mut tok = Tokenizer::from_json(
             &json,
             template,
             token_field(cfg.get("bos_token")),
             token_field(cfg.get("eos_token")),
             token_field(cfg.get("pad_token")),
             &tj.display().to_string(),
-        )
+        )?;
+        tok.template_origin = template_origin;
+        Ok(tok)
     }
 
     /// Writes `tokenizer.json`, `tokenizer_config.json` and (when there is a
@@ -202,10 +240,16 @@ impl Tokenizer {
     /// Replaces the chat template.
     pub fn set_chat_template(&mut self, template: Option<String>) {
         self.chat_template = template;
+        self.template_origin = "the chat template set by the caller".into();
     }
 
     /// Renders the chat template as transformers' `apply_chat_template(...,
     /// tokenize=False)` does (Jinja with trim_blocks and lstrip_blocks).
+    ///
+    /// The template runs with bounded work ([`CHAT_TEMPLATE_FUEL`]
+    /// instructions), output ([`CHAT_TEMPLATE_EXTRA_OUTPUT`] bytes beyond
+    /// four times the messages) and minijinja's recursion limit; past them
+    /// it is an error naming the file the template came from.
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
@@ -215,7 +259,9 @@ impl Tokenizer {
             .chat_template
             .as_deref()
             .ok_or_else(|| ModelError::Tokenizer("this tokenizer has no chat template".into()))?;
+        let origin = &self.template_origin;
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -228,18 +274,42 @@ impl Tokenizer {
                 ))
             },
         );
-        env.add_template("chat", template)
-            .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
-        let tmpl = env
-            .get_template("chat")
-            .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))?;
-        tmpl.render(minijinja::context! {
+        let err =
+            |e: minijinja::Error| ModelError::Tokenizer(format!("chat template of {origin}: {e}"));
+        env.add_template("chat", template).map_err(err)?;
+        let tmpl = env.get_template("chat").map_err(err)?;
+        let text_len: usize = messages.iter().map(|m| m.content.len()).sum();
+        let cap = text_len
+            .saturating_mul(4)
+            .saturating_add(CHAT_TEMPLATE_EXTRA_OUTPUT);
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            cap,
+        };
+        let ctx = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.clone().unwrap_or_default(),
             eos_token => self.eos_token.clone().unwrap_or_default(),
+        };
+        if let Err(e) = tmpl.render_captured_to(ctx, &mut out) {
+            let why = match e.kind() {
+                minijinja::ErrorKind::OutOfFuel => format!(
+                    "it did not finish within {CHAT_TEMPLATE_FUEL} template instructions \
+                     (a template is code from the model file; this one loops too long)"
+                ),
+                minijinja::ErrorKind::WriteFailure => {
+                    format!("its output passed {cap} bytes (four times the messages plus 1 MiB)")
+                }
+                _ => e.to_string(),
+            };
+            return Err(ModelError::Tokenizer(format!(
+                "chat template of {origin}: {why}"
+            )));
+        }
+        String::from_utf8(out.buf).map_err(|_| {
+            ModelError::Tokenizer(format!("chat template of {origin}: output is not UTF-8"))
         })
-        .map_err(|e| ModelError::Tokenizer(format!("chat template: {e}")))
     }
 }
 
