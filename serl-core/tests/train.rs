@@ -522,3 +522,48 @@ fn a_labeler_measures_the_pseudo_labels_of_unlabelled_problems() {
     assert!(s.label_accuracy.is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A damaged or hand-edited checkpoint is a clear error naming the file,
+/// never a panic or a silently different run.
+#[test]
+fn damaged_checkpoints_are_errors_that_name_the_file() {
+    let (dir, cfg) = setup("damaged");
+    let out = dir.join("run");
+    let mut t = Trainer::new(cfg).unwrap();
+    t.train(1, |_| {}).unwrap();
+    t.save_checkpoint().unwrap();
+    drop(t);
+    let ck = out.join("checkpoints/step-000001");
+    let resume_err = || match Trainer::resume(&out) {
+        Ok(_) => panic!("a damaged checkpoint resumed"),
+        Err(e) => e.to_string(),
+    };
+    let keep = |f: &str| std::fs::read(ck.join(f)).unwrap();
+
+    // A truncated optimizer file.
+    let opt = keep("optimizer.safetensors");
+    std::fs::write(ck.join("optimizer.safetensors"), &opt[..opt.len() / 2]).unwrap();
+    let e = resume_err();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    std::fs::write(ck.join("optimizer.safetensors"), &opt).unwrap();
+
+    // trainer_state.json that is not this program's.
+    let state = keep("trainer_state.json");
+    std::fs::write(ck.join("trainer_state.json"), "{\"step\": \"three\"}").unwrap();
+    let e = resume_err();
+    assert!(e.contains("trainer_state.json"), "{e}");
+    std::fs::write(ck.join("trainer_state.json"), &state).unwrap();
+
+    // A checkpoint whose model is not the run's model.
+    let config = keep("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    c["num_hidden_layers"] = serde_json::json!(c["num_hidden_layers"].as_u64().unwrap() + 1);
+    std::fs::write(ck.join("config.json"), c.to_string()).unwrap();
+    let e = resume_err();
+    assert!(e.contains("step-000001"), "{e}");
+    std::fs::write(ck.join("config.json"), &config).unwrap();
+
+    // Undamaged again, it resumes.
+    assert_eq!(Trainer::resume(&out).unwrap().steps_done(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
