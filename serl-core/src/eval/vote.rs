@@ -80,28 +80,22 @@ pub fn vote<S: AsRef<str>>(responses: &[S], mode: VoteMode) -> VoteResult {
             }
         }
         VoteMode::Equiv => {
-            // Identical responses are parsed once (lengths first: a full
-            // comparison only for texts of the same length).
+            // Identical responses are parsed once (string equality compares
+            // lengths first, so this is cheap).
             let mut parsed: Vec<Vec<Parsed>> = Vec::with_capacity(n);
             for (i, r) in responses.iter().enumerate() {
                 let r = r.as_ref();
-                let same = (0..i).find(|&j| {
-                    let other = responses[j].as_ref();
-                    other.len() == r.len() && other == r
-                });
+                let same = (0..i).find(|&j| responses[j].as_ref() == r);
                 parsed.push(match same {
                     Some(j) => parsed[j].clone(),
                     None => parse_candidates(r),
                 });
             }
-            let same = agreement_matrix(&parsed);
-            let mut eq = vec![vec![false; n]; n];
-            for i in 0..n {
-                for j in 0..n {
-                    // A response always agrees with itself (the reference's
-                    // pairs never include i == i).
-                    eq[i][j] = i == j || same[i][j];
-                }
+            let mut eq = agreement_matrix(&parsed);
+            // A response always agrees with itself (the reference's pairs
+            // never include i == i).
+            for (i, row) in eq.iter_mut().enumerate() {
+                row[i] = true;
             }
             // A response with nothing extracted matches nothing, itself included.
             for (i, p) in parsed.iter().enumerate() {

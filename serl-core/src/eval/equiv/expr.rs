@@ -634,13 +634,12 @@ enum Rounded {
 }
 
 fn rounded(e: &Expr) -> Option<Rounded> {
-    let round = |x: f64| (x * 1e6).round() / 1e6;
     match e.exact() {
         Some(Num::Rat(n, 1)) => Some(Rounded::Int(n)),
-        Some(n) => Some(Rounded::Float(round(n.to_f64()))),
+        Some(n) => Some(Rounded::Float(n.round_to(6))),
         None => {
             let v = e.eval(&|_| f64::NAN)?;
-            (v.im == 0.0).then(|| Rounded::Float(round(v.re)))
+            (v.im == 0.0).then(|| Rounded::Float(Num::Float(v.re).round_to(6)))
         }
     }
 }

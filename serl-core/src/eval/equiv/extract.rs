@@ -252,31 +252,30 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         .map(|(p, priority, start, target)| {
             let re = Regex::new(&format!(r"\G(?:{p})"))
                 .unwrap_or_else(|e| panic!("built-in pattern {p}: {e}"));
-            (re, priority, start, target)
-        })
-        .map(|(re, priority, start, target)| Pattern {
-            groups: GroupIndex::of(&re),
-            re,
-            direct: match (start, target) {
-                (Start::LatexEnvPlain, _) => Some(Direct::Env),
-                (Start::LatexEnvBoxed, _) => Some(Direct::BoxedEnv),
-                (Start::Literal("answer:"), Target::Latex) => {
-                    Some(Direct::AnswerEnv { colon: true })
-                }
-                (Start::Literal("answer"), Target::Latex) => {
-                    Some(Direct::AnswerEnv { colon: false })
-                }
-                (Start::Boxed, _) => Some(Direct::Boxed),
-                (Start::Literal("final answer"), Target::Latex) => Some(Direct::FinalAnswerEnv),
-                _ => None,
-            },
-            start: if start == Start::LatexEnvPlain {
-                Start::LatexEnv
-            } else {
-                start
-            },
-            priority,
-            target,
+            Pattern {
+                groups: GroupIndex::of(&re),
+                re,
+                direct: match (start, target) {
+                    (Start::LatexEnvPlain, _) => Some(Direct::Env),
+                    (Start::LatexEnvBoxed, _) => Some(Direct::BoxedEnv),
+                    (Start::Literal("answer:"), Target::Latex) => {
+                        Some(Direct::AnswerEnv { colon: true })
+                    }
+                    (Start::Literal("answer"), Target::Latex) => {
+                        Some(Direct::AnswerEnv { colon: false })
+                    }
+                    (Start::Boxed, _) => Some(Direct::Boxed),
+                    (Start::Literal("final answer"), Target::Latex) => Some(Direct::FinalAnswerEnv),
+                    _ => None,
+                },
+                start: if start == Start::LatexEnvPlain {
+                    Start::LatexEnv
+                } else {
+                    start
+                },
+                priority,
+                target,
+            }
         })
         .collect();
     all.sort_by_key(|p| p.priority); // stable: LaTeX before expressions
@@ -427,7 +426,6 @@ impl<'t> Starts<'t> {
         }
         let b = self.text.as_bytes();
         let positions: Vec<usize> = match start {
-            // Only bytes that can begin the pattern are looked at closely.
             // memchr finds the few bytes that can begin a pattern; the byte
             // loops they replace were a fifth of a vote's time.
             Start::Literal(lit) => {
@@ -692,10 +690,9 @@ pub fn parse_candidates(text: &str) -> Vec<Parsed> {
 
 /// Cheap checks that skip priority groups which cannot match.
 fn prefilter(priority: u32, text: &str) -> bool {
-    let b = text.as_bytes();
-    // ASCII-case-insensitive search from the candidates for the first byte.
     let has = |w: &str| {
-        b.windows(w.len())
+        text.as_bytes()
+            .windows(w.len())
             .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
     };
     match priority {
@@ -720,7 +717,6 @@ type PrefixIndex = (Option<usize>, Vec<(&'static str, usize)>);
 
 /// Capture-group indices of one pattern: named lookups hash the name on
 /// every call, and a vote makes thousands of them.
-#[derive(Debug, Default)]
 struct GroupIndex {
     /// Per prefix, in order.
     env: Vec<PrefixIndex>,
@@ -787,8 +783,9 @@ fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
         } else {
             BoxedMode::All
         };
-        let (normalized, parsed) = normalize_and_parse(g.content, mode);
-        let parsed = parsed.map(|e| if g.percent { Expr::Pct(Box::new(e)) } else { e });
+        let normalized = latex::normalize(g.content, mode);
+        let parsed = parse_latex_with_fallback(&normalized)
+            .map(|e| if g.percent { Expr::Pct(Box::new(e)) } else { e });
         strs.push(normalized);
         exprs.push(parsed);
     }
@@ -806,45 +803,6 @@ fn extract_latex(groups: &[envscan::EnvGroup]) -> (Option<Expr>, String) {
         return (Some(Expr::Set(items)), strs.join(" and "));
     }
     (exprs.swap_remove(0), strs.swap_remove(0))
-}
-
-/// How many recent LaTeX groups [`normalize_and_parse`] remembers per thread.
-const LATEX_CACHE: usize = 32;
-
-type LatexCacheEntry = (BoxedMode, String, String, Option<Expr>);
-
-thread_local! {
-    static RECENT: std::cell::RefCell<std::collections::VecDeque<LatexCacheEntry>> =
-        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
-}
-
-/// A LaTeX group normalised and parsed, remembered for the last
-/// [`LATEX_CACHE`] groups of this thread: the responses of a vote box the
-/// same few answers (math_verify keeps an `lru_cache` here too).
-fn normalize_and_parse(content: &str, mode: BoxedMode) -> (String, Option<Expr>) {
-    let hit = RECENT.with_borrow(|recent| {
-        recent
-            .iter()
-            .find(|(m, c, ..)| *m == mode && c == content)
-            .map(|(_, _, n, e)| (n.clone(), e.clone()))
-    });
-    if let Some(found) = hit {
-        return found;
-    }
-    let normalized = latex::normalize(content, mode);
-    let parsed = parse_latex_with_fallback(&normalized);
-    RECENT.with_borrow_mut(|recent| {
-        if recent.len() == LATEX_CACHE {
-            recent.pop_front();
-        }
-        recent.push_back((
-            mode,
-            content.to_string(),
-            normalized.clone(),
-            parsed.clone(),
-        ));
-    });
-    (normalized, parsed)
 }
 
 /// `parse_latex_cached`: the whole string, else its last equation part.

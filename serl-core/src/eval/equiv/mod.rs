@@ -21,12 +21,17 @@ pub fn verify(gold: &[Parsed], target: &[Parsed]) -> bool {
         target.iter().any(|t| match (g, t) {
             (Parsed::Value(a), Parsed::Value(b)) => expr_eq(a, b),
             (Parsed::Text(a), Parsed::Text(b)) => {
-                let (a, b) = (a.trim(), b.trim());
-                !a.is_empty() && a == b
+                fallback_text(a).is_some_and(|a| Some(a) == fallback_text(b))
             }
             _ => false,
         })
     })
+}
+
+/// A fallback string as `verify` compares it: trimmed, and only when not
+/// empty.
+fn fallback_text(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|t| !t.is_empty())
 }
 
 /// `verify(a, b) || verify(b, a)` for every pair of parse results (the
@@ -68,7 +73,7 @@ pub fn agreement_matrix(parsed: &[Vec<Parsed>]) -> Vec<Vec<bool>> {
         .map(|p| {
             p.iter()
                 .filter_map(|x| match x {
-                    Parsed::Text(t) => Some(t.trim()).filter(|t| !t.is_empty()),
+                    Parsed::Text(t) => fallback_text(t),
                     Parsed::Value(_) => None,
                 })
                 .collect()
