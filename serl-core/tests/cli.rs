@@ -686,3 +686,168 @@ fn train_without_arguments_runs_the_embedded_demo() {
     assert_eq!(evals.lines().count(), 2, "before and after");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `serl` with `args`, sends it SIGINT once `marker` appears in its
+/// progress output, and returns its exit status and everything it printed.
+#[cfg(all(feature = "train", unix))]
+fn serl_interrupted_at(args: &[&str], marker: &str) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_serl"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serl runs");
+    let pid = child.id().to_string();
+    let mut err = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let mut sent = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = err.read(&mut buf).expect("reading serl's stderr");
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if !sent && seen.contains(marker) {
+            let kill = Command::new("kill").args(["-INT", &pid]).status();
+            assert!(kill.expect("kill runs").success());
+            sent = true;
+        }
+    }
+    let status = child.wait().expect("serl finishes");
+    assert!(sent, "{marker} never appeared: {seen}");
+    (status.code(), seen)
+}
+
+/// Ctrl-C at several points of a run (rollouts, update, checkpoint write)
+/// saves the last finished step and exits 130; a checkpoint write that hits
+/// a full disk (`ulimit -f`, SIGXFSZ ignored) fails with the file named,
+/// leaving the previous checkpoint and `latest` valid; each run then
+/// resumes to the weights of a run never interrupted.
+#[cfg(all(feature = "train", unix))]
+#[test]
+fn ctrl_c_and_a_full_disk_leave_runs_that_resume_exactly() {
+    let model = tiny_model_dir("faults");
+    let dir = std::env::temp_dir().join(format!("serl-cli-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seeds = String::new();
+    for i in 0..8 {
+        seeds.push_str(&format!(
+            "{{\"problem\": \"What is {i} plus {i}?\", \"answer\": \"{}\"}}\n",
+            2 * i
+        ));
+    }
+    std::fs::write(dir.join("seeds.jsonl"), seeds).unwrap();
+    let steps = 12;
+    let toml = format!(
+        "model = \"{}\"\nseeds = \"seeds.jsonl\"\nsteps = {steps}\nsave_steps = 1\nself_instruct = false\nrollout_batch_size = 4\nn_samples_per_prompt = 8\ngenerate_max_len = 48\ninput_template = \"{{problem}}\"\nreward_difficulty_bounds = [0.0, 1.0]\ntrain_batch_size = 32\nmicro_train_batch_size = 8\nactor_learning_rate = 0.01\n",
+        model.display()
+    );
+    let cfg = dir.join("serl.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let last = format!("checkpoints/step-{steps:06}/model.safetensors");
+    let straight = dir.join("straight");
+    let out = serl(
+        &[
+            "train",
+            "--config",
+            cfg,
+            "--out",
+            straight.to_str().unwrap(),
+            "--quiet",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(straight.join(&last)).unwrap();
+    let latest =
+        |run: &std::path::Path| std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    for (i, marker) in [
+        "step 2/12 rollouts",
+        "step 3/12 update",
+        "step 4/12 checkpoint",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let run = dir.join(format!("run{i}"));
+        let (code, err) = serl_interrupted_at(
+            &["train", "--config", cfg, "--out", run.to_str().unwrap()],
+            marker,
+        );
+        assert_eq!(code, Some(130), "{marker}: {err}");
+        assert!(err.contains("interrupted"), "{marker}: {err}");
+        let name = latest(&run);
+        let k: usize = name.trim_start_matches("step-").parse().unwrap();
+        assert!(k >= 1 && k < steps, "{marker}: {name}");
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.lines().count(), k, "{marker}");
+        if i == 0 {
+            // The disk fills while step k+1 is saved: every file the run
+            // appends to stays below the limit, the model file does not.
+            let ck = run.join("checkpoints").join(&name);
+            let model_bytes = std::fs::metadata(ck.join("model.safetensors"))
+                .unwrap()
+                .len();
+            let limit_kib = model_bytes / 2 / 1024;
+            for f in ["metrics.jsonl", "instructions.jsonl", "config.json"] {
+                let len = std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
+                assert!(len * 4 < limit_kib * 1024, "{f}: {len} bytes");
+            }
+            let full = Command::new("bash")
+                .args([
+                    "-c",
+                    &format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" \"$@\""),
+                    env!("CARGO_BIN_EXE_serl"),
+                    "train",
+                    "--resume",
+                    run.to_str().unwrap(),
+                    "--quiet",
+                ])
+                .output()
+                .unwrap();
+            let e = String::from_utf8_lossy(&full.stderr);
+            assert_eq!(full.status.code(), Some(1), "{e}");
+            let half = format!("step-{:06}.tmp", k + 1);
+            assert!(e.contains(&half) && e.contains("model.safetensors"), "{e}");
+            assert_eq!(latest(&run), name, "latest moved: {e}");
+            for f in [
+                "model.safetensors",
+                "optimizer.safetensors",
+                "trainer_state.json",
+            ] {
+                assert!(ck.join(f).exists(), "{f}");
+            }
+            assert!(run.join("checkpoints").join(&half).exists());
+        }
+        let out = serl(&["train", "--resume", run.to_str().unwrap(), "--quiet"], "");
+        assert!(
+            out.status.success(),
+            "{marker}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = std::fs::read(run.join(&last)).unwrap();
+        assert!(
+            got == want,
+            "{marker}: resumed weights differ from the uninterrupted run"
+        );
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.lines().count(), steps, "{marker}");
+        let leftovers: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp") || n.ends_with(".old"))
+            .collect();
+        assert!(leftovers.is_empty(), "{marker}: {leftovers:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&model);
+}

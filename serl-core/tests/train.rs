@@ -554,6 +554,28 @@ fn damaged_checkpoints_are_errors_that_name_the_file() {
     assert!(e.contains("trainer_state.json"), "{e}");
     std::fs::write(ck.join("trainer_state.json"), &state).unwrap();
 
+    // trainer_state.json of a run with another configuration.
+    let mut st: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    st["config"]["seed"] = serde_json::json!(7);
+    st["config"]["n_samples_per_prompt"] = serde_json::json!(8);
+    std::fs::write(ck.join("trainer_state.json"), st.to_string()).unwrap();
+    let e = resume_err();
+    assert!(
+        e.contains("trainer_state.json")
+            && e.contains("another configuration (n_samples_per_prompt, seed differ"),
+        "{e}"
+    );
+    // ... or whose step disagrees with its history.
+    let mut st: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    st["step"] = serde_json::json!(3);
+    std::fs::write(ck.join("trainer_state.json"), st.to_string()).unwrap();
+    let e = resume_err();
+    assert!(
+        e.contains("trainer_state.json: step 3 with 1 steps of history"),
+        "{e}"
+    );
+    std::fs::write(ck.join("trainer_state.json"), &state).unwrap();
+
     // A checkpoint whose model is not the run's model.
     let config = keep("config.json");
     let mut c: serde_json::Value = serde_json::from_slice(&config).unwrap();
@@ -565,5 +587,153 @@ fn damaged_checkpoints_are_errors_that_name_the_file() {
 
     // Undamaged again, it resumes.
     assert_eq!(Trainer::resume(&out).unwrap().steps_done(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stop flag (what Ctrl-C sets in `serl train`) set in each phase of a
+/// step: the step stops at the next phase boundary, the trainer is left as
+/// before it, and the run saved then and resumed ends with the weights of a
+/// run never interrupted.
+#[test]
+fn a_stop_in_any_phase_resumes_to_the_uninterrupted_weights() {
+    let (dir, mut cfg) = setup("stop");
+    cfg.save_steps = 1;
+    cfg.steps = 3;
+    cfg.max_rounds_per_step = 2;
+    // (self-instruction, phase in which the flag is set during step 2,
+    // steps finished when the stop lands). The tiny model's own problems
+    // rarely pass the filters, so rollouts and updates run on the seeds.
+    let cases = [
+        (true, "instructions", 1),
+        (false, "rollouts", 1),
+        (false, "update", 2),
+        (false, "checkpoint", 2),
+    ];
+    let mut want = std::collections::HashMap::new();
+    for si in [true, false] {
+        let mut straight = Trainer::new(Config {
+            out: dir.join(format!("straight-{si}")),
+            self_instruct: si,
+            ..cfg.clone()
+        })
+        .unwrap();
+        straight.train(3, |_| {}).unwrap();
+        want.insert(si, weights(&straight));
+    }
+    for (si, phase, done) in cases {
+        let out = dir.join(format!("stop-{phase}"));
+        let mut t = Trainer::new(Config {
+            out: out.clone(),
+            self_instruct: si,
+            ..cfg.clone()
+        })
+        .unwrap();
+        t.train(1, |_| {}).unwrap();
+        let stop = t.stop_flag();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let saw = seen.clone();
+        t.set_progress(Box::new(move |p, _, _| {
+            if p == phase {
+                saw.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }));
+        let mut stopped = false;
+        for _ in 0..2 {
+            match t.step() {
+                Ok(_) => {}
+                Err(serl_core::train::TrainError::Interrupted) => {
+                    stopped = true;
+                    break;
+                }
+                Err(e) => panic!("{phase}: {e}"),
+            }
+        }
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            "{phase} never ran"
+        );
+        assert!(stopped, "{phase}: the stop never landed");
+        assert_eq!(t.steps_done(), done, "{phase}");
+        // `serl train` then saves the last finished step unless it is saved.
+        assert_eq!(t.checkpointed_step(), Some(done), "{phase}");
+        drop(t);
+        let mut resumed = Trainer::resume(&out).unwrap();
+        assert_eq!(resumed.steps_done(), done, "{phase}");
+        resumed.train(3 - done, |_| {}).unwrap();
+        assert!(
+            weights(&resumed) == want[&si],
+            "{phase}: resumed weights differ"
+        );
+        let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.lines().count(), 3, "{phase}");
+    }
+    // Without resuming, the interrupted trainer continues as if never stopped.
+    let out = dir.join("continue");
+    let mut t = Trainer::new(Config {
+        out: out.clone(),
+        self_instruct: false,
+        ..cfg.clone()
+    })
+    .unwrap();
+    t.train(1, |_| {}).unwrap();
+    let stop = t.stop_flag();
+    let flag = stop.clone();
+    t.set_progress(Box::new(move |p, _, _| {
+        if p == "rollouts" {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }));
+    assert!(matches!(
+        t.step(),
+        Err(serl_core::train::TrainError::Interrupted)
+    ));
+    t.set_progress(Box::new(|_, _, _| {}));
+    stop.store(false, std::sync::atomic::Ordering::SeqCst);
+    t.train(2, |_| {}).unwrap();
+    assert!(weights(&t) == want[&false], "continued weights differ");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a crash or a full disk leaves in `checkpoints/` is put in order on
+/// resume: half-written directories and files go, a checkpoint moved aside
+/// for its replacement comes back, and log lines of unsaved steps go.
+#[test]
+fn resume_tidies_what_a_crash_left() {
+    let (dir, cfg) = setup("tidy");
+    let out = dir.join("run");
+    let mut t = Trainer::new(cfg).unwrap();
+    t.train(1, |_| {}).unwrap();
+    t.save_checkpoint().unwrap();
+    t.train(1, |_| {}).unwrap();
+    drop(t);
+    let root = out.join("checkpoints");
+    // A checkpoint of step 2 that never finished, and a `latest` half-written.
+    std::fs::create_dir_all(root.join("step-000002.tmp")).unwrap();
+    std::fs::write(root.join("step-000002.tmp/model.safetensors"), b"torn").unwrap();
+    std::fs::write(root.join("latest.tmp4242"), b"step-0").unwrap();
+    // step 1 moved aside while being rewritten, its replacement never renamed.
+    std::fs::rename(root.join("step-000001"), root.join("step-000001.old")).unwrap();
+    // A torn last line of the instruction log.
+    let mut log = std::fs::read_to_string(out.join("instructions.jsonl")).unwrap();
+    let step2 = log.lines().filter(|l| l.contains("\"step\":2")).count();
+    assert!(step2 > 0);
+    log.push_str("{\"step\": 2, \"instr");
+    std::fs::write(out.join("instructions.jsonl"), &log).unwrap();
+
+    let t = Trainer::resume(&out).unwrap();
+    assert_eq!(t.steps_done(), 1);
+    let mut left: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["latest", "step-000001"]);
+    let log = std::fs::read_to_string(out.join("instructions.jsonl")).unwrap();
+    assert!(!log.is_empty() && log.ends_with('\n'));
+    for l in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["step"], 1, "{l}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

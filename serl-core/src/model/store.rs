@@ -2,6 +2,7 @@
 //! file, and saving in Hugging Face format.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -128,7 +129,15 @@ fn safetensor_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
 /// and a rename, so a crash never leaves a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk leaves no half-written temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
 }
 
@@ -165,8 +174,10 @@ pub fn save_hf_tensors(
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let st = dir.join("model.safetensors");
     let tmp = tmp_path(&st);
-    candle_core::safetensors::save(tensors, &tmp)
-        .map_err(|e| ModelError::Format(format!("{}: {e}", tmp.display())))?;
+    candle_core::safetensors::save(tensors, &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::Format(format!("{}: {e}", tmp.display()))
+    })?;
     std::fs::rename(&tmp, &st).map_err(|e| ModelError::io(&st, e))?;
     save_hf_meta(cfg, dtype, tokenizer, dir)
 }

@@ -163,8 +163,10 @@ fn write_safetensors<'a>(
     entries: impl IntoIterator<Item = (String, FlatView<'a>)>,
 ) -> Result<(), TrainError> {
     let tmp = crate::model::store_tmp_path(path);
-    safetensors::serialize_to_file(entries, None, &tmp)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
+    safetensors::serialize_to_file(entries, None, &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TrainError::Checkpoint(format!("{}: {e}", tmp.display()))
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 

@@ -159,7 +159,15 @@ struct TrainerState {
     order: Vec<usize>,
     optimizer_step: usize,
     history: Vec<StepStats>,
+    /// The configuration of the run that wrote it (absent in checkpoints of
+    /// earlier versions).
+    #[serde(default)]
+    config: Option<serde_json::Value>,
 }
+
+/// Configuration fields a resumed run may change: where it writes, how far
+/// it goes, where it runs and how often it saves.
+const RESUMABLE_CHANGES: [&str; 4] = ["out", "steps", "device", "save_steps"];
 
 struct Group {
     example: Example,
@@ -204,6 +212,8 @@ pub struct Trainer {
     labeler: Option<LabelFn>,
     progress: Option<ProgressFn>,
     stop: Arc<AtomicBool>,
+    /// The step of the checkpoint this trainer last wrote or resumed from.
+    checkpointed: Option<usize>,
 }
 
 impl Trainer {
@@ -299,6 +309,7 @@ impl Trainer {
             labeler,
             progress: None,
             stop: Arc::new(AtomicBool::new(false)),
+            checkpointed: None,
         })
     }
 
@@ -351,6 +362,13 @@ impl Trainer {
         self.step
     }
 
+    /// The step of the checkpoint in the run directory that this trainer
+    /// last wrote or resumed from; `Some(steps_done())` means the current
+    /// state is saved.
+    pub fn checkpointed_step(&self) -> Option<usize> {
+        self.checkpointed
+    }
+
     /// Every step's statistics so far.
     pub fn history(&self) -> &[StepStats] {
         &self.history
@@ -390,20 +408,28 @@ impl Trainer {
     }
 
     /// Runs one SeRL step and appends its statistics to `metrics.jsonl`.
-    /// On an error (or an interrupt) the trainer is left as before the step.
+    /// On an error (or an interrupt) the trainer is left as before the step,
+    /// except for an error writing the step's checkpoint (`save_steps`):
+    /// that comes after the step is done, so [`Trainer::steps_done`] counts
+    /// it and [`Trainer::save_checkpoint`] may be retried.
     pub fn step(&mut self) -> Result<StepStats, TrainError> {
         let rng_before = self.rng.clone();
         let cursor_before = self.fixed_cursor;
         let order_before = self.order.clone();
-        match self.step_inner() {
-            Ok(s) => Ok(s),
+        let stats = match self.step_inner() {
+            Ok(s) => s,
             Err(e) => {
                 self.rng = rng_before;
                 self.fixed_cursor = cursor_before;
                 self.order = order_before;
-                Err(e)
+                return Err(e);
             }
+        };
+        if self.cfg.save_steps > 0 && self.step.is_multiple_of(self.cfg.save_steps) {
+            self.report("checkpoint", 0, 1);
+            self.save_checkpoint()?;
         }
+        Ok(stats)
     }
 
     fn step_inner(&mut self) -> Result<StepStats, TrainError> {
@@ -657,9 +683,6 @@ impl Trainer {
             &[serde_json::to_value(&stats).map_err(|e| TrainError::Data(e.to_string()))?],
         )?;
         self.history.push(stats.clone());
-        if cfg.save_steps > 0 && self.step.is_multiple_of(cfg.save_steps) {
-            self.save_checkpoint()?;
-        }
         Ok(stats)
     }
 
@@ -889,15 +912,20 @@ impl Trainer {
         self.cfg.out.join("checkpoints")
     }
 
+    /// Where [`Trainer::save_checkpoint`] writes the checkpoint of `step`.
+    pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
+        self.checkpoint_root().join(format!("step-{step:06}"))
+    }
+
     /// Writes a checkpoint of the current step (`checkpoints/step-N`: Hugging
     /// Face weights + tokenizer, optimizer moments, trainer state) and points
     /// `checkpoints/latest` at it. Written to a temporary directory first.
-    pub fn save_checkpoint(&self) -> Result<PathBuf, TrainError> {
-        let root = self.checkpoint_root();
-        let name = format!("step-{:06}", self.step);
-        let dir = root.join(&name);
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        let dir = self.checkpoint_dir(self.step);
         self.save_to(&dir)?;
-        crate::model::write_atomic(&root.join("latest"), name.as_bytes())?;
+        let name = dir.file_name().unwrap_or_default().as_encoded_bytes();
+        crate::model::write_atomic(&self.checkpoint_root().join("latest"), name)?;
+        self.checkpointed = Some(self.step);
         Ok(dir)
     }
 
@@ -923,11 +951,15 @@ impl Trainer {
             order: self.order.clone(),
             optimizer_step: self.learner.step,
             history: self.history.clone(),
+            config: Some(
+                serde_json::to_value(&self.cfg)
+                    .map_err(|e| TrainError::Checkpoint(e.to_string()))?,
+            ),
         };
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        std::fs::write(tmp.join("trainer_state.json"), text)
-            .map_err(|e| TrainError::io(&tmp, e))?;
+        let sp = tmp.join("trainer_state.json");
+        std::fs::write(&sp, text).map_err(|e| TrainError::io(&sp, e))?;
         let old = dir.with_extension("old");
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&old);
@@ -946,14 +978,25 @@ impl Trainer {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| TrainError::io(&cfg_path, e))?;
         let mut cfg = Config::from_json(&text)?;
         cfg.out = run_dir.to_path_buf();
-        let latest = run_dir.join("checkpoints").join("latest");
+        let root = run_dir.join("checkpoints");
+        tidy_checkpoints(&root)?;
+        let latest = root.join("latest");
         let name = std::fs::read_to_string(&latest).map_err(|e| TrainError::io(&latest, e))?;
-        let ck = run_dir.join("checkpoints").join(name.trim());
-        Trainer::resume_from(cfg, &ck)
+        let ck = root.join(name.trim());
+        let mut t = Trainer::resume_checked(cfg, &ck, true)?;
+        t.checkpointed = Some(t.step);
+        Ok(t)
     }
 
-    /// Continues with `cfg` from checkpoint directory `ck`.
+    /// Continues with `cfg` from checkpoint directory `ck` (`cfg` may differ
+    /// from the configuration the checkpoint was written with).
     pub fn resume_from(cfg: Config, ck: &Path) -> Result<Trainer, TrainError> {
+        Trainer::resume_checked(cfg, ck, false)
+    }
+
+    /// `same_run`: the checkpoint must have been written with `cfg` (up to
+    /// [`RESUMABLE_CHANGES`]).
+    fn resume_checked(cfg: Config, ck: &Path, same_run: bool) -> Result<Trainer, TrainError> {
         let mut t = Trainer::load(cfg, false)?;
         let opts = LoadOptions {
             device: Device::Cpu,
@@ -972,6 +1015,27 @@ impl Trainer {
         let text = std::fs::read_to_string(&sp).map_err(|e| TrainError::io(&sp, e))?;
         let st: TrainerState = serde_json::from_str(&text)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
+        if st.history.len() != st.step {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: step {} with {} steps of history",
+                sp.display(),
+                st.step,
+                st.history.len()
+            )));
+        }
+        if let (true, Some(theirs)) = (same_run, &st.config) {
+            let ours =
+                serde_json::to_value(&t.cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+            let differ = config_differences(&ours, theirs);
+            if !differ.is_empty() {
+                return Err(TrainError::Checkpoint(format!(
+                    "{}: written by a run with another configuration ({} differ from {})",
+                    sp.display(),
+                    differ.join(", "),
+                    t.cfg.out.join("config.json").display()
+                )));
+            }
+        }
         let op = ck.join("optimizer.safetensors");
         let moments = candle_core::safetensors::load(&op, &Device::Cpu)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", op.display())))?;
@@ -997,8 +1061,86 @@ impl Trainer {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", sp.display())))?;
         super::sft::write_jsonl(&t.cfg.out.join("metrics.jsonl"), &lines)?;
+        for log in ["instructions.jsonl", "eval.jsonl"] {
+            drop_lines_after(&t.cfg.out.join(log), t.step)?;
+        }
         Ok(t)
     }
+}
+
+/// The top-level fields in which two configurations (as JSON) differ, but
+/// for [`RESUMABLE_CHANGES`].
+fn config_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return vec!["the whole configuration".into()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+/// Puts a run's `checkpoints` directory in order after a crash, a kill or a
+/// full disk: half-written `step-N.tmp` directories and `latest.tmp…` files
+/// go; a `step-N.old` whose replacement never landed is put back.
+fn tidy_checkpoints(root: &Path) -> Result<(), TrainError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::io(root, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainError::io(root, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let half_written = name.ends_with(".tmp")
+            || name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if half_written {
+            let r = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            r.map_err(|e| TrainError::io(&path, e))?;
+        } else if let Some(stem) = name.strip_suffix(".old") {
+            let kept = root.join(stem);
+            let r = if kept.exists() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::rename(&path, &kept)
+            };
+            r.map_err(|e| TrainError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the lines of a run's JSONL log written by steps after `step` (a
+/// resumed run writes them again) and a torn last line.
+fn drop_lines_after(path: &Path, step: usize) -> Result<(), TrainError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::io(path, e)),
+    };
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let keep = line.ends_with('\n')
+            && serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|v| v["step"].as_u64().is_none_or(|s| s as usize <= step));
+        if keep {
+            kept.push_str(line);
+        }
+    }
+    if kept.len() != text.len() {
+        crate::model::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Greedy pass@1, avg@k and maj@k of `model` on labelled `examples`.

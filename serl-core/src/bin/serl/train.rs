@@ -235,9 +235,17 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         // Extending a finished run: the schedule is planned for the new total.
         trainer.set_total_steps(n);
     }
+    // The first Ctrl-C stops at the next phase boundary and saves the last
+    // finished step; a second one exits at once (checkpoints are written
+    // to a temporary directory and renamed, so none is left half-written).
     let stop = trainer.stop_flag();
-    ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
     let total = trainer.config().steps;
     let out = trainer.config().out.clone();
     let has_eval = trainer.config().eval_data.is_some();
@@ -289,15 +297,17 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
                 }
             }
             Err(TrainError::Interrupted) => {
-                eprintln!(
-                    "\ninterrupted: writing a checkpoint of step {} ...",
-                    trainer.steps_done()
-                );
-                let dir = trainer.save_checkpoint()?;
+                let done = trainer.steps_done();
+                if trainer.checkpointed_step() == Some(done) {
+                    eprintln!("\ninterrupted: step {done} is already saved");
+                } else {
+                    eprintln!("\ninterrupted: writing a checkpoint of step {done} ...");
+                    trainer.save_checkpoint()?;
+                }
                 trainer.write_plot()?;
                 eprintln!(
                     "saved {}; continue with `serl train --resume {}`",
-                    dir.display(),
+                    trainer.checkpoint_dir(done).display(),
                     out.display()
                 );
                 std::process::exit(130);
@@ -305,8 +315,13 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    let dir = trainer.save_checkpoint()?;
-    eprintln!("final checkpoint: {}", dir.display());
+    if trainer.checkpointed_step() != Some(trainer.steps_done()) {
+        trainer.save_checkpoint()?;
+    }
+    eprintln!(
+        "final checkpoint: {}",
+        trainer.checkpoint_dir(trainer.steps_done()).display()
+    );
     if has_eval {
         let last = trainer.history().last().and_then(|s| s.eval.clone());
         let e = match last.filter(|e| e.step == trainer.steps_done()) {
