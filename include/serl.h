@@ -29,15 +29,18 @@
 /**
  * SeRL's diversity filter: a pool of seeds plus the instructions kept so
  * far; an instruction whose ROUGE-L F against any of them is above the
- * threshold is rejected. Not thread-safe: use one handle from one thread at
- * a time (it may move between threads).
+ * threshold is rejected. One call at a time per handle (it may move
+ * between threads); a second call meanwhile, or a handle used after
+ * [`serl_filter_free`], is refused with SERL_ERR_INVALID_ARGUMENT.
  */
 typedef struct serl_filter serl_filter;
 
 /**
  * A SeRL trainer (policy, frozen reference, optimizer, self-instruction
- * state, run directory). Not thread-safe: use one handle from one thread at
- * a time (it may move between threads).
+ * state, run directory). One call at a time per handle (it may move between
+ * threads): a second call while one runs, a handle used after
+ * [`serl_trainer_free`] and `serl_train` re-entered from its callback are
+ * refused with SERL_ERR_INVALID_ARGUMENT.
  */
 typedef struct serl_trainer serl_trainer;
 
@@ -168,6 +171,8 @@ typedef struct serl_step_stats {
 
 /**
  * Called after each step of [`serl_train`]; return false to stop early.
+ * It may call [`serl_evaluate`], [`serl_trainer_save`] and
+ * [`serl_trainer_metrics_json`] on the trainer, not step, train or free it.
  */
 typedef bool (*serl_step_callback)(const struct serl_step_stats *stats, void *user_data);
 
@@ -272,7 +277,7 @@ serl_status serl_filter_new(const char *const *seeds,
  * pool) are written when not NULL.
  *
  * # Safety
- * `filter` comes from [`serl_filter_new`] and is not used concurrently;
+ * `filter` is NULL or a handle from libserl;
  * `instruction` is a NUL-terminated string; `kept_out` is valid; the other
  * out-pointers are NULL or valid.
  */
@@ -283,10 +288,11 @@ serl_status serl_filter_offer(struct serl_filter *filter,
                               int64_t *argmax_out);
 
 /**
- * Frees a filter. NULL is a no-op.
+ * Frees a filter. NULL is a no-op; a handle freed already is left alone,
+ * with the reason in [`serl_last_error`](crate::serl_last_error).
  *
  * # Safety
- * `filter` is NULL or a handle from [`serl_filter_new`] not freed yet.
+ * `filter` is NULL or a handle from libserl.
  */
 void serl_filter_free(struct serl_filter *filter);
 
@@ -442,7 +448,7 @@ serl_status serl_trainer_resume(const char *run_dir, struct serl_trainer **train
  * policy update) and writes its figures to `*stats_out` when not NULL.
  *
  * # Safety
- * `trainer` is a live handle not used concurrently; `stats_out` is NULL or valid.
+ * `trainer` is NULL or a handle from libserl; `stats_out` is NULL or valid.
  */
 serl_status serl_step(struct serl_trainer *trainer, struct serl_step_stats *stats_out);
 
@@ -451,7 +457,7 @@ serl_status serl_step(struct serl_trainer *trainer, struct serl_step_stats *stat
  * the callback returning false stops early (still SERL_OK).
  *
  * # Safety
- * `trainer` is a live handle not used concurrently; `callback` is NULL or a
+ * `trainer` is NULL or a handle from libserl; `callback` is NULL or a
  * function safe to call with `user_data`.
  */
 serl_status serl_train(struct serl_trainer *trainer,
@@ -464,7 +470,7 @@ serl_status serl_train(struct serl_trainer *trainer,
  * avg@k and maj@k with k = `eval_k`) and appends to `eval.jsonl`.
  *
  * # Safety
- * `trainer` is a live handle not used concurrently; `result_out` is valid.
+ * `trainer` is NULL or a handle from libserl; `result_out` is valid.
  */
 serl_status serl_evaluate(struct serl_trainer *trainer, struct serl_eval_result *result_out);
 
@@ -474,7 +480,7 @@ serl_status serl_evaluate(struct serl_trainer *trainer, struct serl_eval_result 
  * state); `*dir_out` (when not NULL) receives its path, owned by the caller.
  *
  * # Safety
- * `trainer` is a live handle not used concurrently; `dir_out` is NULL or valid.
+ * `trainer` is NULL or a handle from libserl; `dir_out` is NULL or valid.
  */
 serl_status serl_trainer_save(struct serl_trainer *trainer, char **dir_out);
 
@@ -483,15 +489,17 @@ serl_status serl_trainer_save(struct serl_trainer *trainer, char **dir_out);
  * `metrics.jsonl`); `*json_out` is owned by the caller.
  *
  * # Safety
- * `trainer` is a live handle not used concurrently; `json_out` is valid.
+ * `trainer` is NULL or a handle from libserl; `json_out` is valid.
  */
 serl_status serl_trainer_metrics_json(struct serl_trainer *trainer, char **json_out);
 
 /**
- * Frees a trainer. NULL is a no-op.
+ * Frees a trainer. NULL is a no-op. A handle freed already, or one a call
+ * is using (e.g. from `serl_train`'s callback), is left alone, with the
+ * reason in [`serl_last_error`](crate::serl_last_error).
  *
  * # Safety
- * `trainer` is NULL or a handle not freed yet.
+ * `trainer` is NULL or a handle from libserl.
  */
 void serl_trainer_free(struct serl_trainer *trainer);
 

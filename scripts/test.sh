@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check of libserl: formatting, lints, the Rust tests, the wasm32
-# build of the evaluator, the C/C++ tests (CMake + ctest, under valgrind),
-# the install test (pkg-config and find_package), the Go tests, and the WASM
-# build with its Node.js and headless-Chromium tests.
+# build of the evaluator, the C/C++ tests (CMake + ctest, under valgrind and
+# again under AddressSanitizer + UndefinedBehaviorSanitizer), the install
+# test (pkg-config and find_package), the Go tests (with -race), the C ABI
+# stress test under ThreadSanitizer (scripts/tsan.sh: a pinned nightly
+# toolchain with rust-src, once), and the WASM build with its Node.js and
+# headless-Chromium tests.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
 # Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium and
 # python3-pip, the npm devDependencies, and wasm-bindgen-cli (cargo install,
@@ -52,11 +55,17 @@ cmake -S bindings/cpp -B build/cpp -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cpp -j2 >/dev/null
 ctest --test-dir build/cpp --output-on-failure
 bash bindings/cpp/tests/install_test.sh build/cpp
-echo "== Go: gofmt, go vet, go test"
+echo "== C and C++ under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S bindings/cpp -B build/asan -DCMAKE_BUILD_TYPE=Debug -DSERL_SANITIZE=address,undefined >/dev/null
+cmake --build build/asan -j2 >/dev/null
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ctest --test-dir build/asan --output-on-failure
+echo "== Go: gofmt, go vet, go test -race"
 # (gofmt -l lists unformatted files; printed, not through /dev/stderr, which
 # would truncate a log file that stderr is redirected to.)
 (cd bindings/go && unformatted="$(gofmt -l .)" && { [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; false; }; } \
-    && go vet ./... && go test -count=1 ./...)
+    && go vet ./... && go test -race -count=1 ./...)
+echo "== the C ABI from 8 threads under ThreadSanitizer (nightly toolchain, the toolkit)"
+./scripts/tsan.sh 3
 echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
 (cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
 echo "== all checks passed"

@@ -24,6 +24,7 @@ pub const SERL_ERR_PANIC: serl_status = 5;
 
 /// An error on its way to C: a status and a message.
 #[derive(Debug, thiserror::Error)]
+#[cfg_attr(not(feature = "trainer"), allow(dead_code))]
 pub(crate) enum FfiError {
     #[error("{0}")]
     InvalidArgument(String),

@@ -6,14 +6,19 @@ use serl_core::eval::DiversityFilter;
 
 use crate::boundary::{FfiError, guard, serl_status};
 use crate::convert::{out_arg, str_arg, str_array_arg};
+use crate::handles::{Access, lease, register, unregister};
 
 /// SeRL's diversity filter: a pool of seeds plus the instructions kept so
 /// far; an instruction whose ROUGE-L F against any of them is above the
-/// threshold is rejected. Not thread-safe: use one handle from one thread at
-/// a time (it may move between threads).
+/// threshold is rejected. One call at a time per handle (it may move
+/// between threads); a second call meanwhile, or a handle used after
+/// [`serl_filter_free`], is refused with SERL_ERR_INVALID_ARGUMENT.
 pub struct serl_filter {
     inner: DiversityFilter,
 }
+
+/// The kind name of filter handles in messages.
+const FILTER: &str = "filter";
 
 /// Creates a filter whose pool starts with `n_seeds` seed instructions;
 /// `threshold` is in [0, 1] (SeRL: 0.7). Free it with [`serl_filter_free`].
@@ -36,11 +41,14 @@ pub unsafe extern "C" fn serl_filter_new(
                 "threshold {threshold} is outside [0, 1]"
             )));
         }
-        let handle = Box::new(serl_filter {
-            inner: DiversityFilter::new(&seeds, threshold),
-        });
+        let handle = register(
+            serl_filter {
+                inner: DiversityFilter::new(&seeds, threshold),
+            },
+            FILTER,
+        );
         // SAFETY: checked non-NULL above.
-        unsafe { *filter_out = Box::into_raw(handle) };
+        unsafe { *filter_out = handle };
         Ok(())
     })
 }
@@ -51,7 +59,7 @@ pub unsafe extern "C" fn serl_filter_new(
 /// pool) are written when not NULL.
 ///
 /// # Safety
-/// `filter` comes from [`serl_filter_new`] and is not used concurrently;
+/// `filter` is NULL or a handle from libserl;
 /// `instruction` is a NUL-terminated string; `kept_out` is valid; the other
 /// out-pointers are NULL or valid.
 #[unsafe(no_mangle)]
@@ -63,15 +71,11 @@ pub unsafe extern "C" fn serl_filter_offer(
     argmax_out: *mut i64,
 ) -> serl_status {
     guard(|| {
-        if filter.is_null() {
-            return Err(FfiError::InvalidArgument("filter is NULL".into()));
-        }
+        let mut f = lease(filter, FILTER, Access::Exclusive)?;
         // SAFETY: per this function's contract.
         let instruction = unsafe { str_arg(instruction, "instruction") }?;
         let kept_out = out_arg(kept_out, "kept_out")?;
-        // SAFETY: a live handle from serl_filter_new, used by this thread only.
-        let f = unsafe { &mut (*filter).inner };
-        let v = f.offer(instruction);
+        let v = f.get().inner.offer(instruction);
         // SAFETY: checked non-NULL above / optional pointers tested.
         unsafe {
             *kept_out = v.kept;
@@ -86,16 +90,15 @@ pub unsafe extern "C" fn serl_filter_offer(
     })
 }
 
-/// Frees a filter. NULL is a no-op.
+/// Frees a filter. NULL is a no-op; a handle freed already is left alone,
+/// with the reason in [`serl_last_error`](crate::serl_last_error).
 ///
 /// # Safety
-/// `filter` is NULL or a handle from [`serl_filter_new`] not freed yet.
+/// `filter` is NULL or a handle from libserl.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_filter_free(filter: *mut serl_filter) {
-    let _ = std::panic::catch_unwind(|| {
-        if !filter.is_null() {
-            // SAFETY: allocated by Box::into_raw in serl_filter_new.
-            drop(unsafe { Box::from_raw(filter) });
-        }
+    guard(|| {
+        drop(unregister(filter, FILTER)?);
+        Ok(())
     });
 }

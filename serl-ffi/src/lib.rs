@@ -8,7 +8,9 @@
 mod boundary;
 mod convert;
 mod filter;
+mod handles;
 mod toolkit;
+#[cfg(feature = "trainer")]
 mod trainer;
 
 pub use boundary::{
@@ -18,4 +20,5 @@ pub use boundary::{
 pub use boundary::{serl_last_error, serl_status};
 pub use filter::{serl_filter, serl_filter_free, serl_filter_new, serl_filter_offer};
 pub use toolkit::*;
+#[cfg(feature = "trainer")]
 pub use trainer::*;

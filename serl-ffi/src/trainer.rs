@@ -8,10 +8,13 @@ use serl_core::train::{Config, EvalResult, StepStats, TrainError, Trainer};
 
 use crate::boundary::{FfiError, guard, serl_status};
 use crate::convert::{out_arg, owned_c_string, str_arg};
+use crate::handles::{Access, Lease, lease, register, unregister};
 
 /// A SeRL trainer (policy, frozen reference, optimizer, self-instruction
-/// state, run directory). Not thread-safe: use one handle from one thread at
-/// a time (it may move between threads).
+/// state, run directory). One call at a time per handle (it may move between
+/// threads): a second call while one runs, a handle used after
+/// [`serl_trainer_free`] and `serl_train` re-entered from its callback are
+/// refused with SERL_ERR_INVALID_ARGUMENT.
 pub struct serl_trainer {
     inner: Trainer,
 }
@@ -88,6 +91,8 @@ pub struct serl_eval_result {
 }
 
 /// Called after each step of [`serl_train`]; return false to stop early.
+/// It may call [`serl_evaluate`], [`serl_trainer_save`] and
+/// [`serl_trainer_metrics_json`] on the trainer, not step, train or free it.
 pub type serl_step_callback =
     Option<unsafe extern "C" fn(stats: *const serl_step_stats, user_data: *mut c_void) -> bool>;
 
@@ -137,12 +142,11 @@ fn train_err(e: TrainError) -> FfiError {
     }
 }
 
-fn handle<'a>(t: *mut serl_trainer) -> Result<&'a mut Trainer, FfiError> {
-    if t.is_null() {
-        return Err(FfiError::InvalidArgument("trainer is NULL".into()));
-    }
-    // SAFETY: a live handle from serl_trainer_new/resume, used by one thread.
-    Ok(unsafe { &mut (*t).inner })
+/// The kind name of trainer handles in messages.
+const TRAINER: &str = "trainer";
+
+fn handle(t: *mut serl_trainer, access: Access) -> Result<Lease<serl_trainer>, FfiError> {
+    lease(t, TRAINER, access)
 }
 
 /// Creates a trainer from a JSON configuration (the fields of `serl train`'s
@@ -164,7 +168,7 @@ pub unsafe extern "C" fn serl_trainer_new(
         let cfg = Config::from_json(json).map_err(train_err)?;
         let inner = Trainer::new(cfg).map_err(train_err)?;
         // SAFETY: checked non-NULL above.
-        unsafe { *out = Box::into_raw(Box::new(serl_trainer { inner })) };
+        unsafe { *out = register(serl_trainer { inner }, TRAINER) };
         Ok(())
     })
 }
@@ -185,7 +189,7 @@ pub unsafe extern "C" fn serl_trainer_resume(
         let out = out_arg(trainer_out, "trainer_out")?;
         let inner = Trainer::resume(Path::new(dir)).map_err(train_err)?;
         // SAFETY: checked non-NULL above.
-        unsafe { *out = Box::into_raw(Box::new(serl_trainer { inner })) };
+        unsafe { *out = register(serl_trainer { inner }, TRAINER) };
         Ok(())
     })
 }
@@ -194,15 +198,15 @@ pub unsafe extern "C" fn serl_trainer_resume(
 /// policy update) and writes its figures to `*stats_out` when not NULL.
 ///
 /// # Safety
-/// `trainer` is a live handle not used concurrently; `stats_out` is NULL or valid.
+/// `trainer` is NULL or a handle from libserl; `stats_out` is NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_step(
     trainer: *mut serl_trainer,
     stats_out: *mut serl_step_stats,
 ) -> serl_status {
     guard(|| {
-        let t = handle(trainer)?;
-        let s = t.step().map_err(train_err)?;
+        let mut t = handle(trainer, Access::Exclusive)?;
+        let s = t.get().inner.step().map_err(train_err)?;
         if !stats_out.is_null() {
             // SAFETY: checked non-NULL.
             unsafe { *stats_out = stats_of(&s) };
@@ -215,7 +219,7 @@ pub unsafe extern "C" fn serl_step(
 /// the callback returning false stops early (still SERL_OK).
 ///
 /// # Safety
-/// `trainer` is a live handle not used concurrently; `callback` is NULL or a
+/// `trainer` is NULL or a handle from libserl; `callback` is NULL or a
 /// function safe to call with `user_data`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_train(
@@ -225,13 +229,15 @@ pub unsafe extern "C" fn serl_train(
     user_data: *mut c_void,
 ) -> serl_status {
     guard(|| {
-        let t = handle(trainer)?;
+        let mut t = handle(trainer, Access::Exclusive)?;
         for _ in 0..steps {
-            let s = t.step().map_err(train_err)?;
+            let s = t.get().inner.step().map_err(train_err)?;
             if let Some(cb) = callback {
                 let c = stats_of(&s);
+                // The callback may evaluate, save or read the metrics
+                // through the handle, but not step, train or free it.
                 // SAFETY: per this function's contract.
-                if !unsafe { cb(&c, user_data) } {
+                if !t.lend(|| unsafe { cb(&c, user_data) }) {
                     break;
                 }
             }
@@ -244,14 +250,15 @@ pub unsafe extern "C" fn serl_train(
 /// avg@k and maj@k with k = `eval_k`) and appends to `eval.jsonl`.
 ///
 /// # Safety
-/// `trainer` is a live handle not used concurrently; `result_out` is valid.
+/// `trainer` is NULL or a handle from libserl; `result_out` is valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_evaluate(
     trainer: *mut serl_trainer,
     result_out: *mut serl_eval_result,
 ) -> serl_status {
     guard(|| {
-        let t = handle(trainer)?;
+        let mut t = handle(trainer, Access::FromCallback)?;
+        let t = &mut t.get().inner;
         let out = out_arg(result_out, "result_out")?;
         if t.config().eval_data.is_none() {
             return Err(FfiError::InvalidArgument(
@@ -270,15 +277,15 @@ pub unsafe extern "C" fn serl_evaluate(
 /// state); `*dir_out` (when not NULL) receives its path, owned by the caller.
 ///
 /// # Safety
-/// `trainer` is a live handle not used concurrently; `dir_out` is NULL or valid.
+/// `trainer` is NULL or a handle from libserl; `dir_out` is NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_trainer_save(
     trainer: *mut serl_trainer,
     dir_out: *mut *mut c_char,
 ) -> serl_status {
     guard(|| {
-        let t = handle(trainer)?;
-        let dir = t.save_checkpoint().map_err(train_err)?;
+        let mut t = handle(trainer, Access::FromCallback)?;
+        let dir = t.get().inner.save_checkpoint().map_err(train_err)?;
         if !dir_out.is_null() {
             let s = owned_c_string(&dir.display().to_string(), "the checkpoint path")?;
             // SAFETY: checked non-NULL.
@@ -292,17 +299,17 @@ pub unsafe extern "C" fn serl_trainer_save(
 /// `metrics.jsonl`); `*json_out` is owned by the caller.
 ///
 /// # Safety
-/// `trainer` is a live handle not used concurrently; `json_out` is valid.
+/// `trainer` is NULL or a handle from libserl; `json_out` is valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_trainer_metrics_json(
     trainer: *mut serl_trainer,
     json_out: *mut *mut c_char,
 ) -> serl_status {
     guard(|| {
-        let t = handle(trainer)?;
+        let mut t = handle(trainer, Access::FromCallback)?;
         let out = out_arg(json_out, "json_out")?;
-        let json =
-            serde_json::to_string(t.history()).map_err(|e| FfiError::BadData(e.to_string()))?;
+        let json = serde_json::to_string(t.get().inner.history())
+            .map_err(|e| FfiError::BadData(e.to_string()))?;
         let s = owned_c_string(&json, "the metrics")?;
         // SAFETY: checked non-NULL above.
         unsafe { *out = s };
@@ -310,17 +317,16 @@ pub unsafe extern "C" fn serl_trainer_metrics_json(
     })
 }
 
-/// Frees a trainer. NULL is a no-op.
+/// Frees a trainer. NULL is a no-op. A handle freed already, or one a call
+/// is using (e.g. from `serl_train`'s callback), is left alone, with the
+/// reason in [`serl_last_error`](crate::serl_last_error).
 ///
 /// # Safety
-/// `trainer` is NULL or a handle not freed yet.
+/// `trainer` is NULL or a handle from libserl.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn serl_trainer_free(trainer: *mut serl_trainer) {
-    // The handle is dropped, never observed again, so unwind safety holds.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if !trainer.is_null() {
-            // SAFETY: allocated by Box::into_raw in serl_trainer_new/resume.
-            drop(unsafe { Box::from_raw(trainer) });
-        }
-    }));
+    guard(|| {
+        drop(unregister(trainer, TRAINER)?);
+        Ok(())
+    });
 }

@@ -208,6 +208,47 @@ impl ModelConfig {
         if self.vocab_size == 0 || self.hidden_size == 0 || self.num_hidden_layers == 0 {
             return bad("vocab_size, hidden_size and num_hidden_layers must be positive".into());
         }
+        for (field, value, max) in [
+            ("vocab_size", self.vocab_size, limits::VOCAB),
+            ("hidden_size", self.hidden_size, limits::WIDTH),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE,
+            ),
+            ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::HEADS,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                limits::HEADS,
+            ),
+            ("head_dim", self.head_dim, limits::HEAD_DIM),
+        ] {
+            if value > max {
+                return bad(format!("{field} {value} is above libserl's limit of {max}"));
+            }
+        }
+        let params = self.parameter_count();
+        if params > limits::PARAMETERS {
+            return bad(format!(
+                "{params} parameters are above libserl's limit of {}",
+                limits::PARAMETERS
+            ));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return bad(format!(
+                "rms_norm_eps {} must be positive",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!("rope_theta {} must be positive", self.rope_theta));
+        }
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
             return bad("head counts must be positive".into());
         }
@@ -227,6 +268,22 @@ impl ModelConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The number of parameters these shapes describe (within the
+    /// [`limits`] the arithmetic cannot overflow).
+    pub fn parameter_count(&self) -> u64 {
+        let (v, h, i) = (
+            self.vocab_size as u64,
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+        );
+        let nq = (self.num_attention_heads * self.head_dim) as u64;
+        let nkv = (self.num_key_value_heads * self.head_dim) as u64;
+        let bias = if self.attention_bias { nq + 2 * nkv } else { 0 };
+        let layer = 2 * h + h * nq * 2 + h * nkv * 2 + bias + 3 * h * i;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + head + h + self.num_hidden_layers as u64 * layer
     }
 
     /// The Hugging Face `config.json` for these weights (float32 or bfloat16).
@@ -337,4 +394,24 @@ impl ModelConfig {
         }
         inv
     }
+}
+
+/// Bounds on a model configuration read from a file: far above the models
+/// libserl is for (a 70B Llama has width 8,192, 80 layers and 128k tokens),
+/// low enough that no size computed from them overflows.
+pub mod limits {
+    /// Largest vocabulary.
+    pub const VOCAB: usize = 1 << 22;
+    /// Largest `hidden_size`.
+    pub const WIDTH: usize = 1 << 16;
+    /// Largest `intermediate_size`.
+    pub const INTERMEDIATE: usize = 1 << 18;
+    /// Most layers.
+    pub const LAYERS: usize = 1 << 10;
+    /// Most attention (or key/value) heads.
+    pub const HEADS: usize = 1 << 10;
+    /// Largest `head_dim`.
+    pub const HEAD_DIM: usize = 1 << 12;
+    /// Most parameters (a trillion).
+    pub const PARAMETERS: u64 = 1 << 40;
 }

@@ -17,7 +17,7 @@ mod tokenizer;
 pub mod generate;
 
 pub use candle_core::{DType, Device};
-pub use config::{Family, Llama3RopeScaling, ModelConfig};
+pub use config::{Family, Llama3RopeScaling, ModelConfig, limits};
 pub use generate::{Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams};
 pub use llama::{Model, RolloutState};
 pub(crate) use store::tmp_path as store_tmp_path;
