@@ -196,6 +196,12 @@ pub fn read(path: &Path) -> Result<GgufModel, ModelError> {
         eos_token_ids: eos_id.into_iter().collect(),
     };
     config.validate(&origin)?;
+    super::memory::ensure_fits(
+        super::memory::f32_weight_bytes(&config),
+        super::memory::machine_bytes(),
+        &format!("the f32 weights of {} parameters", config.parameter_count()),
+        &origin,
+    )?;
 
     let mut tensors = HashMap::new();
     let names: Vec<String> = content.tensor_infos.keys().cloned().collect();

@@ -9,6 +9,7 @@ mod config;
 mod gemv;
 mod gguf;
 mod llama;
+pub mod memory;
 mod ops;
 mod sample;
 mod store;

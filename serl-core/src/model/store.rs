@@ -72,6 +72,12 @@ fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer), Mod
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
     let mut cfg = ModelConfig::from_hf_json(&text, &cfg_path.display().to_string())?;
+    super::memory::ensure_fits(
+        super::memory::f32_weight_bytes(&cfg),
+        super::memory::machine_bytes(),
+        &format!("the f32 weights of {} parameters", cfg.parameter_count()),
+        &cfg_path.display().to_string(),
+    )?;
     let tok = Tokenizer::from_hf_dir(dir)?;
     if cfg.eos_token_ids.is_empty() {
         cfg.eos_token_ids = tok.eos_ids().to_vec();

@@ -270,6 +270,19 @@ impl Trainer {
             Some(p) => read_examples(p, true)?,
             None => Vec::new(),
         };
+        // The learner keeps f32 weights, gradients and two AdamW moments; the
+        // reference one more copy of the weights.
+        let copies = 4 + u64::from(cfg.init_kl_coef > 0.0);
+        model::memory::ensure_fits(
+            model::memory::f32_weight_bytes(model.config()).saturating_mul(copies),
+            model::memory::machine_bytes(),
+            &format!(
+                "training {} parameters (f32 weights, gradients, AdamW moments{})",
+                model.config().parameter_count(),
+                if copies > 4 { ", reference" } else { "" }
+            ),
+            &cfg.model.display().to_string(),
+        )?;
         let reference = if cfg.init_kl_coef > 0.0 {
             Some(Scorer::new(&model)?)
         } else {
