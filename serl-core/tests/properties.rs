@@ -88,3 +88,37 @@ proptest! {
         }
     }
 }
+
+/// Model text can nest without end: deep groups, long sign runs and long
+/// operator chains are answers that do not parse, never a stack overflow
+/// (found by reading the parser while writing the fuzz targets; the probe
+/// is `examples/deep_probe.rs`).
+#[test]
+fn deeply_nested_answers_do_not_overflow_the_stack() {
+    let n = 100_000;
+    let shapes = [
+        format!("\\boxed{{{}1{}}}", "(".repeat(n), ")".repeat(n)),
+        format!("\\boxed{{{}1{}}}", "{".repeat(n), "}".repeat(n)),
+        format!("\\boxed{{{}1{}}}", "\\frac{1}{".repeat(n), "}".repeat(n)),
+        format!("\\boxed{{{}1}}", "-".repeat(n)),
+        format!("\\boxed{{{}2}}", "2^".repeat(n)),
+        format!("\\boxed{{{}2{}}}", "\\sqrt{".repeat(n), "}".repeat(n)),
+        format!("\\boxed{{3{}}}", "!".repeat(n)),
+        format!(
+            "\\boxed{{{}1{}}}",
+            "\\left(".repeat(n),
+            "\\right)".repeat(n)
+        ),
+        format!("{}1{}", "\\boxed{".repeat(n), "}".repeat(n)),
+    ];
+    for s in &shapes {
+        let v = serl_core::eval::vote(&[s.as_str(), "1"], serl_core::eval::VoteMode::Equiv);
+        assert_eq!(v.rewards.len(), 2);
+        let _ = serl_core::eval::equivalent(s, s);
+    }
+    // An even run of minus signs is the number itself.
+    assert!(serl_core::eval::equivalent(
+        &format!("\\boxed{{{}1}}", "-".repeat(n)),
+        "1"
+    ));
+}

@@ -130,7 +130,8 @@ fn model_sizes_past_the_limits_or_the_machine_are_errors_before_loading() {
     let dir = model_with_config("wide", |c| c["hidden_size"] = serde_json::json!(1u64 << 40));
     let e = load_err(&dir);
     assert!(
-        e.contains("config.json") && e.contains("hidden_size 1099511627776 is above libserl's limit"),
+        e.contains("config.json")
+            && e.contains("hidden_size 1099511627776 is above libserl's limit"),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -180,7 +181,8 @@ fn safetensors_and_gguf_headers_that_lie_about_sizes_are_errors_naming_the_file(
     // GGUF: a metadata string claiming 2^50 bytes, and an array claiming
     // 2^40 elements, in files of a few dozen bytes.
     let gguf = |name: &str, body: &[u8]| {
-        let path = std::env::temp_dir().join(format!("serl-untrusted-{name}-{}.gguf", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("serl-untrusted-{name}-{}.gguf", std::process::id()));
         let mut b = b"GGUF".to_vec();
         b.extend(3u32.to_le_bytes()); // version
         b.extend(0u64.to_le_bytes()); // tensors
@@ -207,7 +209,11 @@ fn safetensors_and_gguf_headers_that_lie_about_sizes_are_errors_naming_the_file(
         let t = Instant::now();
         let e = load_err(&path);
         assert!(e.contains(&path.display().to_string()), "{e}");
-        assert!(t.elapsed() < Duration::from_secs(2), "{name}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{name}: {:?}",
+            t.elapsed()
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

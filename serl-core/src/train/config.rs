@@ -218,13 +218,19 @@ impl Config {
                 ))
             })?
         } else {
-            toml::from_str(&text)
+            Config::from_toml(&text)
                 .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?
         };
         if let Some(base) = path.parent() {
             cfg.rebase(base);
         }
         Ok(cfg)
+    }
+
+    /// Parses a TOML configuration (`serl train --config`'s form); paths
+    /// stay as given.
+    pub fn from_toml(text: &str) -> Result<Config, TrainError> {
+        toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))
     }
 
     /// Parses a JSON configuration (the C ABI's form); paths stay as given.

@@ -19,12 +19,22 @@ pub struct Example {
 /// Reads a JSONL file of questions; errors name the file, line and field.
 pub fn read_examples(path: &Path, need_answers: bool) -> Result<Vec<Example>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    parse_examples(&text, &path.display().to_string(), need_answers)
+}
+
+/// Parses the JSONL `text` of questions; errors name `origin`, the line and
+/// the field.
+pub fn parse_examples(
+    text: &str,
+    origin: &str,
+    need_answers: bool,
+) -> Result<Vec<Example>, TrainError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let at = || format!("{}:{}", path.display(), i + 1);
+        let at = || format!("{origin}:{}", i + 1);
         let v: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| TrainError::Data(format!("{}: invalid JSON: {e}", at())))?;
         let problem = ["problem", "question", "instruction"]
@@ -59,7 +69,7 @@ pub fn read_examples(path: &Path, need_answers: bool) -> Result<Vec<Example>, Tr
         });
     }
     if out.is_empty() {
-        return Err(TrainError::Data(format!("{}: no records", path.display())));
+        return Err(TrainError::Data(format!("{origin}: no records")));
     }
     Ok(out)
 }

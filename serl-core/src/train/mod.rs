@@ -11,7 +11,7 @@ mod sft;
 mod trainer;
 
 pub use config::{Config, RewardSource};
-pub use data::{Example, is_correct, read_examples};
+pub use data::{Example, is_correct, parse_examples, read_examples};
 pub use learner::{Learner, Scorer};
 pub use optim::cosine_lr;
 pub use sft::{SftConfig, SftProgress, SftSummary, sft, write_jsonl};

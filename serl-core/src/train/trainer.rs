@@ -1065,6 +1065,15 @@ impl Trainer {
                 sp.display()
             )));
         }
+        let mut sorted = t.order.clone();
+        sorted.sort_unstable();
+        if t.fixed_cursor > 0 && !sorted.iter().copied().eq(0..t.seeds.len()) {
+            return Err(TrainError::Checkpoint(format!(
+                "{}: \"order\" is not an order of the {} seeds",
+                sp.display(),
+                t.seeds.len()
+            )));
+        }
         t.history = st.history;
         // Steps after the checkpoint are forgotten: rewrite metrics.jsonl from its history.
         let lines = t

@@ -12,6 +12,10 @@ use super::expr::{Const, Expr, RelOp};
 use super::num::Num;
 use crate::eval::extract::is_canonical_int;
 
+/// Deepest nesting of groups, and longest chain of postfix operators, in
+/// an answer that parses.
+const MAX_DEPTH: usize = 200;
+
 fn re(p: &str) -> Regex {
     Regex::new(p).expect("valid built-in regex")
 }
@@ -616,7 +620,7 @@ impl Parser {
 
     fn expr(&mut self) -> Option<Expr> {
         self.depth += 1;
-        if self.depth > 200 {
+        if self.depth > MAX_DEPTH {
             return None;
         }
         let mut terms = Vec::new();
@@ -766,18 +770,31 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Option<Expr> {
-        if self.eat_sym('-') {
-            return Some(Expr::negate(self.unary()?));
+        // A run of signs in a loop, not by recursion: model text can hold
+        // thousands of them, and only the parity matters (`--1` is 1).
+        let mut negative = false;
+        loop {
+            if self.eat_sym('-') {
+                negative = !negative;
+            } else if !self.eat_sym('+') {
+                break;
+            }
         }
-        if self.eat_sym('+') {
-            return self.unary();
-        }
-        self.postfix()
+        let e = self.postfix()?;
+        Some(if negative { Expr::negate(e) } else { e })
     }
 
     fn postfix(&mut self) -> Option<Expr> {
         let mut base = self.atom()?;
+        // Each operator wraps the tree once more; a chain as long as the
+        // nesting limit (`2^2^2^…`, `3!!!…`) is not an answer, and deeper
+        // trees would exhaust the stack when evaluated.
+        let mut wraps = 0;
         loop {
+            wraps += 1;
+            if wraps > MAX_DEPTH {
+                return None;
+            }
             if self.eat_sym('^') {
                 if self.eat_cmd("circ") {
                     continue;
