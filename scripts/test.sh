@@ -4,8 +4,9 @@
 # again under AddressSanitizer + UndefinedBehaviorSanitizer), the install
 # test (pkg-config and find_package), the Go tests (with -race), the C ABI
 # stress test under ThreadSanitizer (scripts/tsan.sh: a pinned nightly
-# toolchain with rust-src, once), and the WASM build with its Node.js and
-# headless-Chromium tests.
+# toolchain with rust-src, once), the fuzz targets' replay and a 10-second
+# smoke of each (scripts/fuzz.sh: cargo-fuzz, installed once), and the WASM
+# build with its Node.js and headless-Chromium tests.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
 # Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium and
 # python3-pip, the npm devDependencies, and wasm-bindgen-cli (cargo install,
@@ -41,6 +42,7 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
@@ -66,6 +68,9 @@ echo "== Go: gofmt, go vet, go test -race"
     && go vet ./... && go test -race -count=1 ./...)
 echo "== the C ABI from 8 threads under ThreadSanitizer (nightly toolchain, the toolkit)"
 ./scripts/tsan.sh 3
+echo "== fuzz targets: seeds and regressions replayed (stable), then 10 s of each target (cargo-fuzz, nightly)"
+cargo test --release --manifest-path fuzz/Cargo.toml
+./scripts/fuzz.sh 10
 echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
 (cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
 echo "== all checks passed"

@@ -82,8 +82,20 @@ fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer), Mod
     if cfg.eos_token_ids.is_empty() {
         cfg.eos_token_ids = tok.eos_ids().to_vec();
     }
+    let files = safetensor_files(dir)?;
+    // The files are read whole: they must fit too, whatever config.json says.
+    let mut bytes = 0u64;
+    for f in &files {
+        bytes += std::fs::metadata(f).map_err(|e| ModelError::io(f, e))?.len();
+    }
+    super::memory::ensure_fits(
+        bytes,
+        super::memory::machine_bytes(),
+        "the safetensors files",
+        &dir.display().to_string(),
+    )?;
     let mut tensors = HashMap::new();
-    for file in safetensor_files(dir)? {
+    for file in files {
         let t = candle_core::safetensors::load(&file, &Device::Cpu)
             .map_err(|e| ModelError::Format(format!("{}: {e}", file.display())))?;
         tensors.extend(t);
