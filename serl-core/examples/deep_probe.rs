@@ -1,4 +1,5 @@
 fn main() {
+    let only = std::env::args().nth(2);
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -56,6 +57,9 @@ fn main() {
             format!("${}1$", "\\text{".repeat(n) + &"}".repeat(n)),
         ),
     ] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let t = std::time::Instant::now();
         let e = serl_core::eval::equivalent(&s, "1");
         let v = serl_core::eval::vote(&[s.as_str(), "1"], serl_core::eval::VoteMode::Equiv);
