@@ -30,7 +30,7 @@ pub fn ensure_fits(
     origin: &str,
 ) -> Result<(), ModelError> {
     match available {
-        Some(have) if need > have => Err(ModelError::Invalid(format!(
+        Some(have) if need > have => Err(ModelError::TooLarge(format!(
             "{origin}: {what} take about {:.1} GiB, more than this machine's {:.1} GiB of memory and swap",
             gib(need),
             gib(have)

@@ -46,6 +46,10 @@ pub enum ModelError {
     /// A request that cannot be satisfied (bad sampling parameter, empty prompt, ...).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A model or run needs more memory than the machine has (names the
+    /// file and the sizes).
+    #[error("{0}")]
+    TooLarge(String),
     /// The tokenizer or chat template failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -86,7 +86,9 @@ fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer), Mod
     // The files are read whole: they must fit too, whatever config.json says.
     let mut bytes = 0u64;
     for f in &files {
-        bytes += std::fs::metadata(f).map_err(|e| ModelError::io(f, e))?.len();
+        bytes += std::fs::metadata(f)
+            .map_err(|e| ModelError::io(f, e))?
+            .len();
     }
     super::memory::ensure_fits(
         bytes,
