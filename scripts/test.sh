@@ -45,6 +45,7 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 echo "== serl-core evaluator for wasm32-unknown-unknown"

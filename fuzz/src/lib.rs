@@ -13,8 +13,11 @@ use serl_core::eval::{self, CaseMode, DiversityFilter, Parsed, VoteMode};
 use serl_core::model::{self, LoadOptions, Tokenizer};
 use serl_core::train::{self, Config, Trainer};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name, for the replay test.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("extract", extract),
     ("equiv", equiv),
     ("vote", vote),
