@@ -25,6 +25,15 @@ fn serl(args: &[&str], stdin: &str) -> Output {
     out
 }
 
+/// Fails with serl's stderr unless it exited 0.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -72,11 +81,7 @@ fn vote_matches_reference_rewards_in_both_modes() {
         ("equiv", "rewards_math_verify_maj", equiv_cases),
     ] {
         let out = serl(&["vote", "--mode", mode], &input);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         for (g, c) in lines(&out).iter().zip(cases) {
             assert_eq!(g["rewards"], c[key], "mode {mode}");
             let rewards: Vec<f64> = serde_json::from_value(g["rewards"].clone()).unwrap();
@@ -149,11 +154,7 @@ fn filter_reproduces_the_reference_decisions() {
         .map(|s| serde_json::json!({"instruction": s}).to_string() + "\n")
         .collect();
     let out = serl(&["filter", "--seeds", seeds_path.to_str().unwrap()], &input);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for (k, g) in lines(&out).iter().enumerate() {
         assert_eq!(g["kept"], case["kept"][k]);
         assert_eq!(g["max_rouge_l"], case["max_rougeL"][k]);
@@ -248,11 +249,7 @@ fn advantages_reproduce_rl_vectors() {
     let cases = &common::fixture("rl.jsonl")[..20];
     let input: String = cases.iter().map(|c| c.to_string() + "\n").collect();
     let out = serl(&["advantages"], &input);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     for (g, c) in lines(&out).iter().zip(cases) {
         let want = c["expected"]["policy_loss_token_mean"].as_f64().unwrap();
         let got = g["policy_loss_token_mean"].as_f64().unwrap();
@@ -312,11 +309,7 @@ fn generate_prints_json_samples_and_a_rate() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let recs = lines(&out);
     assert_eq!(recs.len(), 2);
     for r in &recs {
@@ -426,11 +419,7 @@ fn train_resume_and_eval_through_the_command_line() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
     assert!(
@@ -440,11 +429,7 @@ fn train_resume_and_eval_through_the_command_line() {
     // The before/after table of the run; a directory without evaluations is an error naming the file.
     let out = serl(&["compare", run.to_str().unwrap()], "");
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         table.starts_with("| run | steps | greedy pass@1 (%) | avg@2 (%) | maj@2 (%)"),
         "{table}"
@@ -474,11 +459,7 @@ fn train_resume_and_eval_through_the_command_line() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let r = &lines(&out)[0];
     assert_eq!(r["questions"], 2);
     assert!(r["maj_at_k"].is_number());
@@ -575,11 +556,7 @@ fn demo_data_and_sft_through_the_command_line() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let sft_lines = std::fs::read_to_string(d.join("sft.jsonl"))
         .unwrap()
         .lines()
@@ -618,11 +595,7 @@ fn demo_data_and_sft_through_the_command_line() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("saved"));
     // The result is a model the other commands load.
     let out = serl(
@@ -639,11 +612,7 @@ fn demo_data_and_sft_through_the_command_line() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let out = serl(
         &[
             "sft",
@@ -762,11 +731,7 @@ fn ctrl_c_and_a_full_disk_leave_runs_that_resume_exactly() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let want = std::fs::read(straight.join(&last)).unwrap();
     let latest =
         |run: &std::path::Path| std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
