@@ -210,6 +210,22 @@ pub fn read(path: &Path) -> Result<GgufModel, ModelError> {
             Some(h) => h,
             None => continue,
         };
+        // The dimensions come from the file: their product may overflow, or
+        // exceed the model the metadata describes, before candle allocates
+        // it (found by the `gguf` fuzz target).
+        let dims = content
+            .tensor_infos
+            .get(&name)
+            .map(|i| i.shape.dims().to_vec())
+            .unwrap_or_default();
+        let elems = dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        if elems.is_none_or(|n| n > config.parameter_count()) {
+            return Err(ModelError::Format(format!(
+                "{origin}: tensor {name:?} has dimensions {dims:?}, more elements than the whole model"
+            )));
+        }
         let q = content
             .tensor(&mut reader, &name, &Device::Cpu)
             .map_err(|e| ModelError::Format(format!("{origin}: tensor {name:?}: {e}")))?;
