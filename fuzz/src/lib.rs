@@ -212,6 +212,22 @@ pub fn tokenizer(data: &[u8]) {
         "tokenizer_config.json",
     ][mode as usize % 3];
     std::fs::write(dir.join(file), rest).expect("write");
+    // libFuzzer's panic hook aborts on any panic, even one the library
+    // catches: let the tokenizers crate's own panics, which the library
+    // turns into errors, unwind to it (one that escaped would still abort
+    // in libfuzzer-sys's catch_unwind).
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let fuzzers = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info
+                .location()
+                .is_some_and(|l| l.file().contains("/tokenizers-"))
+            {
+                fuzzers(info);
+            }
+        }));
+    });
     let Ok(tok) = Tokenizer::from_hf_dir(&dir) else {
         return;
     };

@@ -217,3 +217,30 @@ fn safetensors_and_gguf_headers_that_lie_about_sizes_are_errors_naming_the_file(
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// The tokenizers crate panics on some malformed documents; libserl turns
+/// that into an error naming the file (found by the `tokenizer` fuzz target;
+/// the input is `fuzz/regressions/tokenizer/decoder-expect-panic`).
+#[test]
+fn a_tokenizer_json_that_makes_the_tokenizers_crate_panic_is_an_error() {
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tiny-llama/tokenizer.json"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).expect("fixture")).expect("json");
+    // A raw control character in a key of the decoder object.
+    let text = doc
+        .to_string()
+        .replacen("\"decoder\":{", "\"decoder\":{\"a\u{0}\":true,", 1);
+    assert!(text.contains('\u{0}'));
+    let r = Tokenizer::from_json(&text, None, None, None, None, "bad/tokenizer.json");
+    let e = r
+        .err()
+        .expect("a malformed decoder is an error")
+        .to_string();
+    assert!(
+        e.contains("bad/tokenizer.json") && e.contains("the tokenizers crate failed"),
+        "{e}"
+    );
+}

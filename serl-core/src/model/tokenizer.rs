@@ -75,6 +75,21 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer(e.to_string())
 }
 
+/// Runs a call into the tokenizers crate, which panics on some malformed
+/// `tokenizer.json` documents instead of failing (an `expect` in its
+/// decoder's deserialisation, found by the `tokenizer` fuzz target): such a
+/// panic becomes an error about `what`.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, ModelError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        ModelError::Tokenizer(format!("{what}: the tokenizers crate failed ({why})"))
+    })
+}
+
 /// A special token in `tokenizer_config.json`: a string or `{"content": ...}`.
 fn token_field(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
@@ -94,8 +109,7 @@ impl Tokenizer {
         pad_token: Option<String>,
         origin: &str,
     ) -> Result<Self, ModelError> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
+        let inner: tokenizers::Tokenizer = guarded(origin, || json.parse())?
             .map_err(|e| ModelError::Tokenizer(format!("{origin}: {e}")))?;
         let eos_ids = eos_token
             .as_deref()
@@ -184,9 +198,7 @@ impl Tokenizer {
     /// Token ids of `text` (no special tokens added; special-token strings
     /// inside the text are matched as whole tokens).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        Ok(self
-            .inner
-            .encode(text, false)
+        Ok(guarded("encoding", || self.inner.encode(text, false))?
             .map_err(tok_err)?
             .get_ids()
             .to_vec())
@@ -194,9 +206,7 @@ impl Tokenizer {
 
     /// The byte-level pieces of `text` (as the vocabulary spells them).
     pub fn tokens(&self, text: &str) -> Result<Vec<String>, ModelError> {
-        Ok(self
-            .inner
-            .encode(text, false)
+        Ok(guarded("encoding", || self.inner.encode(text, false))?
             .map_err(tok_err)?
             .get_tokens()
             .to_vec())
@@ -204,7 +214,7 @@ impl Tokenizer {
 
     /// Text of `ids`; special tokens are kept unless `skip_special`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
-        self.inner.decode(ids, skip_special).map_err(tok_err)
+        guarded("decoding", || self.inner.decode(ids, skip_special))?.map_err(tok_err)
     }
 
     /// Id of a token string.
