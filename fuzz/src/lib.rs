@@ -158,6 +158,17 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../serl-core/tests/fixtures/tiny-llama")
 }
 
+/// A scratch copy of the tiny fixture's `files`, with `replaced` holding
+/// `bytes` instead.
+fn fixture_with(name: &str, files: &[&str], replaced: &str, bytes: &[u8]) -> PathBuf {
+    let dir = scratch(name);
+    for f in files {
+        std::fs::copy(fixture().join(f), dir.join(f)).expect("copy fixture");
+    }
+    std::fs::write(dir.join(replaced), bytes).expect("write");
+    dir
+}
+
 /// The GGUF reader (metadata, tokenizer, tensors, dequantisation).
 pub fn gguf(data: &[u8]) {
     let path = scratch("gguf").join("model.gguf");
@@ -171,21 +182,17 @@ pub fn safetensors(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let dir = scratch("safetensors");
-    for f in [
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
-        std::fs::copy(fixture().join(f), dir.join(f)).expect("copy fixture");
-    }
-    let file = if mode % 2 == 0 {
-        "model.safetensors"
-    } else {
-        "config.json"
-    };
-    std::fs::write(dir.join(file), rest).expect("write");
+    let dir = fixture_with(
+        "safetensors",
+        &[
+            "model.safetensors",
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ],
+        ["model.safetensors", "config.json"][mode as usize % 2],
+        rest,
+    );
     if let Ok((m, _)) = model::load_model(&dir, &LoadOptions::default()) {
         assert!(m.config().parameter_count() > 0);
     }
@@ -198,20 +205,12 @@ pub fn tokenizer(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let dir = scratch("tokenizer");
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "chat_template.jinja",
-    ] {
-        std::fs::copy(fixture().join(f), dir.join(f)).expect("copy fixture");
-    }
-    let file = [
+    let files = [
         "tokenizer.json",
         "chat_template.jinja",
         "tokenizer_config.json",
-    ][mode as usize % 3];
-    std::fs::write(dir.join(file), rest).expect("write");
+    ];
+    let dir = fixture_with("tokenizer", &files, files[mode as usize % 3], rest);
     // libFuzzer's panic hook aborts on any panic, even one the library
     // catches: let the tokenizers crate's own panics, which the library
     // turns into errors, unwind to it (one that escaped would still abort

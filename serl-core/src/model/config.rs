@@ -270,20 +270,12 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// The number of parameters these shapes describe (within the
-    /// [`limits`] the arithmetic cannot overflow).
+    /// The number of parameters these shapes describe: the engine's
+    /// [`Layout`](crate::engine::Layout), the one description of the
+    /// architecture (its arithmetic cannot overflow within the [`limits`]
+    /// that [`ModelConfig::validate`] checks first).
     pub fn parameter_count(&self) -> u64 {
-        let (v, h, i) = (
-            self.vocab_size as u64,
-            self.hidden_size as u64,
-            self.intermediate_size as u64,
-        );
-        let nq = (self.num_attention_heads * self.head_dim) as u64;
-        let nkv = (self.num_key_value_heads * self.head_dim) as u64;
-        let bias = if self.attention_bias { nq + 2 * nkv } else { 0 };
-        let layer = 2 * h + h * nq * 2 + h * nkv * 2 + bias + 3 * h * i;
-        let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + head + h + self.num_hidden_layers as u64 * layer
+        crate::engine::Layout::new(self).total as u64
     }
 
     /// The Hugging Face `config.json` for these weights (float32 or bfloat16).

@@ -196,12 +196,8 @@ pub fn read(path: &Path) -> Result<GgufModel, ModelError> {
         eos_token_ids: eos_id.into_iter().collect(),
     };
     config.validate(&origin)?;
-    super::memory::ensure_fits(
-        super::memory::f32_weight_bytes(&config),
-        super::memory::machine_bytes(),
-        &format!("the f32 weights of {} parameters", config.parameter_count()),
-        &origin,
-    )?;
+    super::memory::ensure_weights_fit(&config, 1, "the f32 weights", &origin)?;
+    let params = config.parameter_count();
 
     let mut tensors = HashMap::new();
     let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
@@ -221,7 +217,7 @@ pub fn read(path: &Path) -> Result<GgufModel, ModelError> {
         let elems = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-        if elems.is_none_or(|n| n > config.parameter_count()) {
+        if elems.is_none_or(|n| n > params) {
             return Err(ModelError::Format(format!(
                 "{origin}: tensor {name:?} has dimensions {dims:?}, more elements than the whole model"
             )));

@@ -39,9 +39,21 @@ pub fn ensure_fits(
     }
 }
 
-/// Bytes of the f32 weights of `cfg` (what loading a model holds).
-pub fn f32_weight_bytes(cfg: &ModelConfig) -> u64 {
-    cfg.parameter_count().saturating_mul(4)
+/// Fails when `copies` f32 copies of `cfg`'s weights (`what`, e.g. "the f32
+/// weights") exceed this machine's memory and swap.
+pub fn ensure_weights_fit(
+    cfg: &ModelConfig,
+    copies: u64,
+    what: &str,
+    origin: &str,
+) -> Result<(), ModelError> {
+    let params = cfg.parameter_count();
+    ensure_fits(
+        params.saturating_mul(4 * copies),
+        machine_bytes(),
+        &format!("{what} of {params} parameters"),
+        origin,
+    )
 }
 
 fn gib(bytes: u64) -> f64 {

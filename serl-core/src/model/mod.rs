@@ -21,8 +21,8 @@ pub use candle_core::{DType, Device};
 pub use config::{Family, Llama3RopeScaling, ModelConfig, limits};
 pub use generate::{Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams};
 pub use llama::{Model, RolloutState};
-pub(crate) use store::tmp_path as store_tmp_path;
 pub use store::{LoadOptions, load_model, save_hf_meta, save_hf_tensors, write_atomic};
+pub(crate) use store::{is_tmp_name, tmp_path as store_tmp_path};
 pub use tokenizer::{CHATML_TEMPLATE, ChatMessage, Tokenizer, byte_to_char};
 
 /// What can go wrong loading, running or saving a model.

@@ -72,12 +72,7 @@ fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer), Mod
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
     let mut cfg = ModelConfig::from_hf_json(&text, &cfg_path.display().to_string())?;
-    super::memory::ensure_fits(
-        super::memory::f32_weight_bytes(&cfg),
-        super::memory::machine_bytes(),
-        &format!("the f32 weights of {} parameters", cfg.parameter_count()),
-        &cfg_path.display().to_string(),
-    )?;
+    super::memory::ensure_weights_fit(&cfg, 1, "the f32 weights", &cfg_path.display().to_string())?;
     let tok = Tokenizer::from_hf_dir(dir)?;
     if cfg.eos_token_ids.is_empty() {
         cfg.eos_token_ids = tok.eos_ids().to_vec();
@@ -159,6 +154,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
         return Err(ModelError::io(&tmp, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Whether a file or directory `name` is a write's temporary left behind:
+/// `X.tmp<pid>` from [`tmp_path`], or a checkpoint's `step-N.tmp`.
+pub(crate) fn is_tmp_name(name: &str) -> bool {
+    name.rsplit_once(".tmp")
+        .is_some_and(|(_, pid)| pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {

@@ -272,18 +272,18 @@ impl Trainer {
         };
         // The learner keeps f32 weights, gradients and two AdamW moments; the
         // reference one more copy of the weights.
-        let copies = 4 + u64::from(cfg.init_kl_coef > 0.0);
-        model::memory::ensure_fits(
-            model::memory::f32_weight_bytes(model.config()).saturating_mul(copies),
-            model::memory::machine_bytes(),
-            &format!(
-                "training {} parameters (f32 weights, gradients, AdamW moments{})",
-                model.config().parameter_count(),
-                if copies > 4 { ", reference" } else { "" }
-            ),
+        let reference = cfg.init_kl_coef > 0.0;
+        model::memory::ensure_weights_fit(
+            model.config(),
+            4 + u64::from(reference),
+            if reference {
+                "the f32 weights, gradients, AdamW moments and reference"
+            } else {
+                "the f32 weights, gradients and AdamW moments"
+            },
             &cfg.model.display().to_string(),
         )?;
-        let reference = if cfg.init_kl_coef > 0.0 {
+        let reference = if reference {
             Some(Scorer::new(&model)?)
         } else {
             None
@@ -1118,11 +1118,7 @@ fn tidy_checkpoints(root: &Path) -> Result<(), TrainError> {
         let entry = entry.map_err(|e| TrainError::io(root, e))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let half_written = name.ends_with(".tmp")
-            || name
-                .rsplit_once(".tmp")
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if half_written {
+        if crate::model::is_tmp_name(&name) {
             let r = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
             } else {
