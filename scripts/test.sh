@@ -40,6 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Free space decides whether a cold run fits (about 6 GB: debug and release
+# builds, the sanitizer and fuzz builds, the npm packages); said up front so
+# a full disk is recognised in the log.
+echo "== disk: $(df -Ph . | awk 'NR==2 {print $4}') free here"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check

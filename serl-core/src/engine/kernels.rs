@@ -29,6 +29,11 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'st
         }
     }
 
+    /// `out[r·ws.len() + c] = rows[r] · ws[c]`, at most four of each.
+    fn dots_block(rows: &[&[Self]], ws: &[&[Self]], out: &mut [Self]) {
+        dots_each(rows, ws, out)
+    }
+
     /// `x ← exp(x − m)` elementwise; returns the sum.
     fn exp_shifted(x: &mut [Self], m: Self) -> Self {
         let mut s = Self::zero();
@@ -59,6 +64,24 @@ impl Real for f32 {
 
     fn dots(rows: &[&[f32]], w: &[f32], out: &mut [f32]) {
         super::simd::dots(rows, w, out)
+    }
+
+    fn dots_block(rows: &[&[f32]], ws: &[&[f32]], out: &mut [f32]) {
+        if !super::simd::dots_4x4(rows, ws, out) {
+            dots_each(rows, ws, out)
+        }
+    }
+}
+
+/// [`Real::dots_block`] one weight row at a time through [`Real::dots`].
+fn dots_each<T: Real>(rows: &[&[T]], ws: &[&[T]], out: &mut [T]) {
+    assert!(rows.len() <= 4, "dots_block: at most 4 rows");
+    let mut ys = [T::zero(); 4];
+    for (c, w) in ws.iter().enumerate() {
+        T::dots(rows, w, &mut ys[..rows.len()]);
+        for (r, &y) in ys[..rows.len()].iter().enumerate() {
+            out[r * ws.len() + c] = y;
+        }
     }
 }
 
@@ -224,8 +247,8 @@ fn skinny<T: Real>(
     acc: bool,
 ) {
     // Tiles of 16 weight rows (37 KB at width 576) stay in L1/L2 while
-    // each group of 4 input rows passes over them; a parallel task takes a
-    // run of tiles (about 8 tasks per thread).
+    // each group of 4 input rows passes over them, 4 weight rows at a time;
+    // a parallel task takes a run of tiles (about 8 tasks per thread).
     const TILE: usize = 16;
     let per_task = (o / (8 * rayon::current_num_threads()).max(1))
         .max(TILE)
@@ -234,18 +257,29 @@ fn skinny<T: Real>(
     let outp = Shared(out.as_mut_ptr());
     let rows: Vec<&[T]> = x[..n * i].chunks(i).collect();
     (0..o.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let mut ys = [T::zero(); 4];
+        let mut ys = [T::zero(); 16];
         let end = ((task + 1) * per_task).min(o);
         for j0 in (task * per_task..end).step_by(TILE) {
+            let j1 = (j0 + TILE).min(end);
             for (g, grp) in rows.chunks(4).enumerate() {
-                for j in j0..(j0 + TILE).min(end) {
-                    T::dots(grp, &w[j * i..(j + 1) * i], &mut ys[..grp.len()]);
-                    let add = bias.map_or(T::zero(), |b| b[j]);
-                    for (k, &y) in ys[..grp.len()].iter().enumerate() {
-                        // SAFETY: this task alone writes the columns of its
-                        // weight rows; (r, j) lies inside out's n × o extent.
-                        let dst = unsafe { &mut *outp.at().add((g * 4 + k) * o + j) };
-                        *dst = if acc { *dst + y + add } else { y + add };
+                for jb in (j0..j1).step_by(4) {
+                    let nc = (j1 - jb).min(4);
+                    let ws: [&[T]; 4] = std::array::from_fn(|c| {
+                        let j = jb + c.min(nc - 1);
+                        &w[j * i..(j + 1) * i]
+                    });
+                    T::dots_block(grp, &ws[..nc], &mut ys);
+                    for c in 0..nc {
+                        let j = jb + c;
+                        let add = bias.map_or(T::zero(), |b| b[j]);
+                        for k in 0..grp.len() {
+                            let y = ys[k * nc + c];
+                            // SAFETY: this task alone writes the columns of
+                            // its weight rows; (r, j) lies inside out's n × o
+                            // extent.
+                            let dst = unsafe { &mut *outp.at().add((g * 4 + k) * o + j) };
+                            *dst = if acc { *dst + y + add } else { y + add };
+                        }
                     }
                 }
             }
@@ -911,6 +945,43 @@ mod tests {
                 .zip(&dx)
                 .all(|(a, d)| (a - 1.0 - d).abs() < 1e-12)
         );
+    }
+
+    #[test]
+    fn few_row_products_match_the_gemm_path() {
+        // Decoding's path (≤ SKINNY_ROWS rows, f32, 4 × 4 blocks with
+        // ragged edges: 7 rows, 37 weight rows) against a naive f64 product
+        // and against the GEMM path on the same rows stacked past the limit.
+        let (n, i, o) = (7, 203, 37);
+        let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<f32>>();
+        let (x, w, b) = (f(rand(n * i, 11)), f(rand(o * i, 12)), f(rand(o, 13)));
+        for acc in [false, true] {
+            let mut got = vec![0.5f32; n * o];
+            matmul(&x, &w, Some(&b), &mut got, (n, i, o), acc);
+            for r in 0..n {
+                for j in 0..o {
+                    let want: f64 = (0..i)
+                        .map(|k| x[r * i + k] as f64 * w[j * i + k] as f64)
+                        .sum::<f64>()
+                        + b[j] as f64
+                        + if acc { 0.5 } else { 0.0 };
+                    let g = got[r * o + j] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-4,
+                        "({r}, {j}) acc {acc}: {g} vs {want}"
+                    );
+                }
+            }
+        }
+        let reps = SKINNY_ROWS / n + 1;
+        let big: Vec<f32> = x.iter().copied().cycle().take(reps * n * i).collect();
+        let mut via_gemm = vec![0f32; reps * n * o];
+        matmul(&big, &w, Some(&b), &mut via_gemm, (reps * n, i, o), false);
+        let mut few = vec![0f32; n * o];
+        matmul(&x, &w, Some(&b), &mut few, (n, i, o), false);
+        for (a, g) in few.iter().zip(&via_gemm) {
+            assert!((a - g).abs() < 1e-4, "{a} vs {g}");
+        }
     }
 
     #[test]

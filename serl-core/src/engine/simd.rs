@@ -142,6 +142,72 @@ fn dot4(a: &[f32], b: &[f32], c: &[f32], d: &[f32], w: &[f32]) -> [f32; 4] {
     out
 }
 
+/// `out[r][c] = x[r] · w[c]` for four rows by four weight rows: sixteen
+/// AVX-512 accumulators, so each chunk loaded feeds four fused
+/// multiply-adds (the four-row body feeds one, with a separate multiply
+/// and add). Decoding a batch spends its time here.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot4x4_avx512(x: &[&[f32]; 4], w: &[&[f32]; 4]) -> [[f32; 4]; 4] {
+    use std::arch::x86_64::*;
+    let k = x.iter().chain(w.iter()).map(|s| s.len()).min().unwrap_or(0);
+    let full = k / 16 * 16;
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + 16 ≤ k, within every slice.
+        unsafe {
+            let xs = [
+                _mm512_loadu_ps(x[0].as_ptr().add(i)),
+                _mm512_loadu_ps(x[1].as_ptr().add(i)),
+                _mm512_loadu_ps(x[2].as_ptr().add(i)),
+                _mm512_loadu_ps(x[3].as_ptr().add(i)),
+            ];
+            for (c, wc) in w.iter().enumerate() {
+                let y = _mm512_loadu_ps(wc.as_ptr().add(i));
+                for (r, &xr) in xs.iter().enumerate() {
+                    acc[r][c] = _mm512_fmadd_ps(xr, y, acc[r][c]);
+                }
+            }
+        }
+        i += 16;
+    }
+    let mut out = [[0f32; 4]; 4];
+    for (r, row) in out.iter_mut().enumerate() {
+        for (c, o) in row.iter_mut().enumerate() {
+            let mut s = _mm512_reduce_add_ps(acc[r][c]);
+            for t in full..k {
+                s += x[r][t] * w[c][t];
+            }
+            *o = s;
+        }
+    }
+    out
+}
+
+/// `out[r·4 + c] = rows[r] · ws[c]` when there are four of each and the
+/// CPU has AVX-512 (fused multiply-adds, so the last bits may differ from
+/// [`dots`]); returns false, writing nothing, otherwise.
+pub fn dots_4x4(rows: &[&[f32]], ws: &[&[f32]], out: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let (Ok(x), Ok(w)) = (<&[&[f32]; 4]>::try_from(rows), <&[&[f32]; 4]>::try_from(ws))
+        && out.len() >= 16
+        && std::arch::is_x86_feature_detected!("avx512f")
+    {
+        // SAFETY: the feature was just detected.
+        let q = unsafe { dot4x4_avx512(x, w) };
+        for (r, q) in q.iter().enumerate() {
+            out[r * 4..r * 4 + 4].copy_from_slice(q);
+        }
+        return true;
+    }
+    let _ = (rows, ws, out);
+    false
+}
+
 macro_rules! dispatch {
     ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         /// Runs the body with the widest vector unit the CPU has.
@@ -174,7 +240,55 @@ macro_rules! dispatch {
 
 dispatch!(exp_shifted, exp_shifted_body, (x: &mut [f32], m: f32) -> f32);
 dispatch!(max, max_body, (x: &[f32]) -> f32);
-dispatch!(dot, dot_body, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(dot_portable, dot_body, (a: &[f32], b: &[f32]) -> f32);
+
+/// `a · b` over the shorter length. Decode attention calls it once per
+/// cached position on head-sized vectors (64 elements), where summing the
+/// lanes costs as much as the products: with AVX-512 the lanes are summed
+/// as a tree and the tail is a masked load.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected.
+        return unsafe { dot_avx512(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let k = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every load reads elements below k (the tail through a mask).
+    unsafe {
+        while i + 32 <= k {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            s1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                s1,
+            );
+            i += 32;
+        }
+        while i < k {
+            let n = (k - i).min(16);
+            let m: __mmask16 = if n == 16 { 0xffff } else { (1u16 << n) - 1 };
+            s0 = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+                s0,
+            );
+            i += n;
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+}
 dispatch!(dots, dots_body, (rows: &[&[f32]], w: &[f32], out: &mut [f32]) -> ());
 
 #[cfg(test)]
@@ -207,6 +321,44 @@ mod tests {
             let want: f32 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
             assert!((o - want).abs() < 1e-3, "{o} vs {want}");
             assert!((dot(x, &w) - want).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn blocks_match_dot_products() {
+        // Four rows by four weight rows, of a length with a tail, against
+        // f64 sums (where the CPU has no AVX-512 there is nothing to check).
+        let xs: Vec<Vec<f32>> = (0..4)
+            .map(|r| {
+                (0..203)
+                    .map(|i| ((i * (r + 3)) % 11) as f32 * 0.37 - 1.9)
+                    .collect()
+            })
+            .collect();
+        let ws: Vec<Vec<f32>> = (0..4)
+            .map(|c| {
+                (0..203)
+                    .map(|i| ((i * (c + 5)) % 13) as f32 * 0.21 - 1.3)
+                    .collect()
+            })
+            .collect();
+        let xr: Vec<&[f32]> = xs.iter().map(Vec::as_slice).collect();
+        let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+        let mut got = [0f32; 16];
+        assert!(!dots_4x4(&xr[..3], &wr, &mut got), "only four by four");
+        if !dots_4x4(&xr, &wr, &mut got) {
+            return;
+        }
+        for r in 0..4 {
+            for c in 0..4 {
+                let want: f64 = xs[r]
+                    .iter()
+                    .zip(&ws[c])
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                let g = got[r * 4 + c] as f64;
+                assert!((g - want).abs() < 1e-3, "({r}, {c}): {g} vs {want}");
+            }
         }
     }
 
