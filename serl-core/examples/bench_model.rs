@@ -212,7 +212,9 @@ fn main() -> Res<()> {
             let tb = TokenBatch::right_padded(&refs, &vec![64.min(seq - 1); micro])?;
             let mut learner = Learner::new(&model, (0.9, 0.95), 1e-8, 0.0)?;
             let mut reference = Scorer::new(&model)?;
-            // The sampler's copy of the weights stays, as in the trainer.
+            // The learner samples from its own weights: the loaded copy goes,
+            // as in the trainer.
+            drop(model);
             let profiling = std::env::var_os("SERL_PROFILE").is_some();
             let secs = median(steps, || {
                 learner.set_profiling(profiling);

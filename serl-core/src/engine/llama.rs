@@ -71,7 +71,10 @@ impl TokenBatch {
     }
 }
 
-/// What one layer's forward keeps for its backward.
+/// What one layer's forward keeps for its backward. The MLP's inputs
+/// (gate and up projections, 2 × intermediate per position: half of all
+/// this) are not kept: the backward recomputes them from `x_mid`, bit for
+/// bit, for two more matrix products per layer.
 struct LayerActs<B: Backend> {
     x_mid: B::Buf,
     rstd1: B::Buf,
@@ -81,21 +84,27 @@ struct LayerActs<B: Backend> {
     v: B::Buf,
     ctx: B::Buf,
     lse: B::Buf,
-    g: B::Buf,
-    u: B::Buf,
 }
 
 /// Activation and gradient memory for batches of up to `cap` positions,
-/// allocated once and reused (grown when a larger batch comes).
+/// allocated once and reused (grown when a larger batch comes). A training
+/// arena keeps every layer's activations for the backward; an inference
+/// arena ([`Llama::inference_activations`]) one layer's, reused by all.
 pub struct Activations<B: Backend> {
     cap: usize,
-    /// Residual stream: the input of each layer, then the last output.
+    train: bool,
+    /// Residual stream: the input of each layer, then the last output
+    /// (inference: two buffers, alternating).
     stream: Vec<B::Buf>,
+    /// One per layer (inference: one).
     layers: Vec<LayerActs<B>>,
     rstd_f: B::Buf,
     hf: B::Buf,
     // Scratch shared by all layers.
     norm: B::Buf,
+    g: B::Buf,
+    u: B::Buf,
+    rstd_mlp: B::Buf,
     hsw: B::Buf,
     dx: B::Buf,
     dnorm: B::Buf,
@@ -110,17 +119,20 @@ pub struct Activations<B: Backend> {
 }
 
 impl<B: Backend> Activations<B> {
-    fn new(be: &B, cfg: &ModelConfig, cap: usize) -> Result<Self, EngineError> {
+    fn new(be: &B, cfg: &ModelConfig, cap: usize, train: bool) -> Result<Self, EngineError> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let nq = cfg.num_attention_heads * cfg.head_dim;
         let nkv = cfg.num_key_value_heads * cfg.head_dim;
         let z = |w: usize| be.zeros(cap * w);
-        let mut stream = Vec::with_capacity(cfg.num_hidden_layers + 1);
-        for _ in 0..=cfg.num_hidden_layers {
+        // Gradient scratch only where a backward runs.
+        let zg = |w: usize| be.zeros(if train { cap * w } else { 0 });
+        let kept = if train { cfg.num_hidden_layers } else { 1 };
+        let mut stream = Vec::with_capacity(kept + 1);
+        for _ in 0..=kept.max(1) {
             stream.push(z(h)?);
         }
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for _ in 0..cfg.num_hidden_layers {
+        let mut layers = Vec::with_capacity(kept);
+        for _ in 0..kept {
             layers.push(LayerActs {
                 x_mid: z(h)?,
                 rstd1: z(1)?,
@@ -130,27 +142,29 @@ impl<B: Backend> Activations<B> {
                 v: z(nkv)?,
                 ctx: z(nq)?,
                 lse: z(cfg.num_attention_heads)?,
-                g: z(i)?,
-                u: z(i)?,
             });
         }
         Ok(Activations {
             cap,
+            train,
             stream,
             layers,
             rstd_f: z(1)?,
             hf: z(h)?,
             norm: z(h)?,
+            g: z(i)?,
+            u: z(i)?,
+            rstd_mlp: z(1)?,
             hsw: z(i)?,
-            dx: z(h)?,
-            dnorm: z(h)?,
-            dhsw: z(i)?,
-            dg: z(i)?,
-            du: z(i)?,
-            dq: z(nq)?,
-            dk: z(nkv)?,
-            dv: z(nkv)?,
-            dctx: z(nq)?,
+            dx: zg(h)?,
+            dnorm: zg(h)?,
+            dhsw: zg(i)?,
+            dg: zg(i)?,
+            du: zg(i)?,
+            dq: zg(nq)?,
+            dk: zg(nkv)?,
+            dv: zg(nkv)?,
+            dctx: zg(nq)?,
             tail: be.tail_scratch(cfg.vocab_size, h)?,
         })
     }
@@ -158,6 +172,12 @@ impl<B: Backend> Activations<B> {
     /// Positions this memory holds.
     pub fn capacity(&self) -> usize {
         self.cap
+    }
+
+    /// The stream buffer that is layer `l`'s input (`l` = layers: the last
+    /// output).
+    fn slot(&self, l: usize) -> usize {
+        if self.train { l } else { l % 2 }
     }
 }
 
@@ -270,9 +290,16 @@ impl<B: Backend> Llama<B> {
         &self.layout
     }
 
-    /// Activation memory for batches of up to `positions` tokens.
+    /// Activation memory for forward and backward passes on batches of up
+    /// to `positions` tokens.
     pub fn activations(&self, positions: usize) -> Result<Activations<B>, EngineError> {
-        Activations::new(&self.be, &self.cfg, positions)
+        Activations::new(&self.be, &self.cfg, positions, true)
+    }
+
+    /// Activation memory for forward passes only (scoring): one layer's
+    /// worth, a fraction of [`Llama::activations`]'.
+    pub fn inference_activations(&self, positions: usize) -> Result<Activations<B>, EngineError> {
+        Activations::new(&self.be, &self.cfg, positions, false)
     }
 
     /// Grows the RoPE tables to `len` positions (computed as transformers
@@ -379,9 +406,14 @@ impl<B: Backend> Llama<B> {
         prof: &mut Option<Profile>,
     ) -> Result<Vec<f32>, EngineError> {
         self.check(batch)?;
+        if grad.is_some() && !acts.train {
+            return Err(EngineError::Invalid(
+                "a backward pass needs training activations, not inference ones".into(),
+            ));
+        }
         let n = batch.n();
         if n > acts.cap {
-            *acts = self.activations(n)?;
+            *acts = Activations::new(&self.be, &self.cfg, n, acts.train)?;
         }
         self.ensure_rope(batch.t)?;
         let cfg = &self.cfg;
@@ -419,9 +451,11 @@ impl<B: Backend> Llama<B> {
             "embedding",
             be.embedding(params, lay.embed, &ids, n, &mut a.stream[0], h)
         );
-        for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter_mut()).enumerate() {
-            let (before, after) = a.stream.split_at_mut(l + 1);
-            let x = &before[l];
+        for (l, ls) in lay.layers.iter().enumerate() {
+            let (xi, oi) = (a.slot(l), a.slot(l + 1));
+            let kept = a.layers.len();
+            let la = &mut a.layers[l % kept];
+            let (x, out) = pair_mut(&mut a.stream, xi, oi);
             let io = QkvOut {
                 norm: &mut a.norm,
                 rstd: &mut la.rstd1,
@@ -444,12 +478,11 @@ impl<B: Backend> Llama<B> {
             let io = MlpOut {
                 norm: &mut a.norm,
                 rstd: &mut la.rstd2,
-                g: &mut la.g,
-                u: &mut la.u,
+                g: &mut a.g,
+                u: &mut a.u,
             };
             self.mlp_in(params, ls, &la.x_mid, io, n, prof);
-            timed!(prof, "swiglu", be.swiglu(&la.g, &la.u, &mut a.hsw, n * im));
-            let out = &mut after[0];
+            timed!(prof, "swiglu", be.swiglu(&a.g, &a.u, &mut a.hsw, n * im));
             timed!(prof, "copy", be.copy(&la.x_mid, out, n * h));
             timed!(
                 prof,
@@ -457,7 +490,7 @@ impl<B: Backend> Llama<B> {
                 be.matmul(&a.hsw, params, ls.down, None, out, (n, im, h), true)
             );
         }
-        let last = &a.stream[cfg.num_hidden_layers];
+        let last = &a.stream[a.slot(cfg.num_hidden_layers)];
         timed!(
             prof,
             "rmsnorm",
@@ -503,8 +536,16 @@ impl<B: Backend> Llama<B> {
         );
         for (l, (ls, la)) in lay.layers.iter().zip(a.layers.iter()).enumerate().rev() {
             let x = &a.stream[l];
-            // MLP: out = x_mid + down(silu(gate(m)) · up(m)), m = norm(x_mid).
-            timed!(prof, "swiglu", be.swiglu(&la.g, &la.u, &mut a.hsw, n * im));
+            // MLP: out = x_mid + down(silu(gate(m)) · up(m)), m = norm(x_mid);
+            // gate(m) and up(m) recomputed (the same bits as the forward's).
+            let io = MlpOut {
+                norm: &mut a.norm,
+                rstd: &mut a.rstd_mlp,
+                g: &mut a.g,
+                u: &mut a.u,
+            };
+            self.mlp_in(params, ls, &la.x_mid, io, n, prof);
+            timed!(prof, "swiglu", be.swiglu(&a.g, &a.u, &mut a.hsw, n * im));
             timed!(
                 prof,
                 "matmul_dw",
@@ -518,21 +559,9 @@ impl<B: Backend> Llama<B> {
             timed!(
                 prof,
                 "swiglu_bwd",
-                be.swiglu_bwd(&la.g, &la.u, &a.dhsw, &mut a.dg, &mut a.du, n * im)
+                be.swiglu_bwd(&a.g, &a.u, &a.dhsw, &mut a.dg, &mut a.du, n * im)
             );
-            timed!(
-                prof,
-                "rmsnorm_apply",
-                be.rmsnorm_apply(
-                    &la.x_mid,
-                    params,
-                    ls.post_norm,
-                    &la.rstd2,
-                    &mut a.norm,
-                    n,
-                    h,
-                )
-            );
+            // (`norm` still holds norm(x_mid) from the recomputation.)
             timed!(
                 prof,
                 "matmul_dw",
@@ -760,5 +789,17 @@ impl<B: Backend> Llama<B> {
             .iter()
             .find(|p| p.name == name)
             .map(|p| p.span)
+    }
+}
+
+/// `(&v[a], &mut v[b])` for `a ≠ b`.
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
+    assert_ne!(a, b, "pair_mut: one element twice");
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&hi[0], &mut lo[b])
     }
 }

@@ -44,7 +44,7 @@ impl Scorer {
     pub fn logprobs(&mut self, batch: &TokenBatch) -> Result<Vec<f32>, TrainError> {
         let mut acts = match self.acts.take() {
             Some(a) => a,
-            None => self.llama.activations(batch.n())?,
+            None => self.llama.inference_activations(batch.n())?,
         };
         let out = self.llama.forward(&self.params, batch, &mut acts, None);
         self.acts = Some(acts);
