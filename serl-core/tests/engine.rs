@@ -289,3 +289,50 @@ fn engine_sampling_matches_candle_rollouts() {
         }
     }
 }
+
+#[test]
+fn scoring_without_a_backward_gives_the_learners_log_probs() {
+    // The reference policy scores in an inference arena (one layer's
+    // activations, reused by every layer, two stream buffers alternating):
+    // the same bits as the training arena's forward, for an odd and an even
+    // number of layers, and as the batch grows past the arena.
+    use serl_core::engine::{Cpu, Llama};
+    use serl_core::train::Scorer;
+    for layers in [3, 4] {
+        let cfg = ModelConfig {
+            num_hidden_layers: layers,
+            ..tiny_config(Family::Qwen2, false)
+        };
+        let model = Model::random(cfg.clone(), 8, &Device::Cpu, DType::F32).expect("model");
+        let mut learner = Learner::new(&model, (0.9, 0.95), 1e-8, 0.0).expect("learner");
+        let mut scorer = Scorer::new(&model).expect("scorer");
+        let (seqs, from) = batch();
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        let small = TokenBatch::right_padded(&refs[1..2], &from[1..2]).expect("batch");
+        let all = TokenBatch::right_padded(&refs, &from).expect("batch");
+        for tb in [&small, &all] {
+            let want = learner
+                .accumulate(tb, &mut |_, _, d| d.fill(1.0))
+                .expect("learner");
+            let got = scorer.logprobs(tb).expect("scorer");
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{layers} layers: {g} vs {w}");
+            }
+        }
+        // A backward cannot run in an inference arena.
+        let mut llama = Llama::new(Cpu, cfg).expect("llama");
+        let params = vec![0.01f32; llama.layout().total];
+        let mut grads = vec![0f32; llama.layout().total];
+        let mut acts = llama.inference_activations(all.n()).expect("arena");
+        let e = llama
+            .forward(
+                &params,
+                &all,
+                &mut acts,
+                Some((&mut |_, _, d: &mut [f32]| d.fill(1.0), &mut grads)),
+            )
+            .expect_err("backward in an inference arena");
+        assert!(e.to_string().contains("training activations"), "{e}");
+    }
+}
