@@ -40,10 +40,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Free space decides whether a cold run fits (about 6 GB: debug and release
+# Free space decides whether a cold run fits (about 8 GB: debug and release
 # builds, the sanitizer and fuzz builds, the npm packages); said up front so
 # a full disk is recognised in the log.
 echo "== disk: $(df -Ph . | awk 'NR==2 {print $4}') free here"
+# Where less than SERL_TIDY_BELOW_GB (default 20) GB are free, a build no
+# later step reads is removed once its tests have run (cargo rebuilds the
+# few host tools a later step shares), keeping the peak near 4 GB.
+tidy() {
+  local free_kb
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "$free_kb" -lt $(( ${SERL_TIDY_BELOW_GB:-20} * 1024 * 1024 )) ]; then
+    echo "== low on disk ($(( free_kb / 1024 / 1024 )) GB free): removing $*"
+    rm -rf "$@"
+  fi
+}
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
@@ -52,6 +63,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+tidy target/debug
 echo "== serl-core evaluator for wasm32-unknown-unknown"
 cargo build -p serl-core --no-default-features --target wasm32-unknown-unknown
 
@@ -75,6 +87,7 @@ echo "== the C ABI from 8 threads under ThreadSanitizer (nightly toolchain, the 
 ./scripts/tsan.sh 3
 echo "== fuzz targets: seeds and regressions replayed (stable), then 10 s of each target (cargo-fuzz, nightly)"
 cargo test --release --manifest-path fuzz/Cargo.toml
+tidy fuzz/target/release
 ./scripts/fuzz.sh 10
 echo "== WASM: build (wasm-bindgen, wasm-opt), node:test parity suite, headless Chromium test"
 (cd serl-wasm && npm ci --no-audit --no-fund >/dev/null && ./build.sh && node --test tests/)
