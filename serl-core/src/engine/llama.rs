@@ -128,7 +128,7 @@ impl<B: Backend> Activations<B> {
         let zg = |w: usize| be.zeros(if train { cap * w } else { 0 });
         let kept = if train { cfg.num_hidden_layers } else { 1 };
         let mut stream = Vec::with_capacity(kept + 1);
-        for _ in 0..=kept.max(1) {
+        for _ in 0..=kept {
             stream.push(z(h)?);
         }
         let mut layers = Vec::with_capacity(kept);
