@@ -11,6 +11,8 @@
 
 mod cpu;
 mod decode;
+#[cfg(feature = "wgpu")]
+mod gpu;
 pub mod kernels;
 mod layout;
 mod llama;
@@ -18,6 +20,8 @@ mod simd;
 
 pub use cpu::Cpu;
 pub use decode::KvCache;
+#[cfg(feature = "wgpu")]
+pub use gpu::{AdapterSummary, GpuBuf, GpuIds, GpuTailScratch, Wgpu};
 pub use kernels::{AttnDims, GradFn};
 pub use layout::{LayerSpans, Layout, ParamInfo, Span};
 pub use llama::{Activations, Llama, Profile, TokenBatch};
