@@ -3,60 +3,14 @@
 //! evaluation and configuration errors.
 #![cfg(feature = "train")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::train_setup as setup;
 use serl_core::model::{DType, Device, Model, Tokenizer};
 use serl_core::rl::Estimator;
 use serl_core::train::{Config, RewardSource, Trainer};
-
-fn tiny_config() -> serl_core::model::ModelConfig {
-    serl_core::model::tiny_llama_config()
-}
-
-/// A scratch directory with a tiny model, a seed file and an eval file.
-fn setup(name: &str) -> (PathBuf, Config) {
-    let dir = std::env::temp_dir().join(format!("serl-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = Model::random(tiny_config(), 17, &Device::Cpu, DType::F32).unwrap();
-    model
-        .save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir.join("model"))
-        .unwrap();
-    let mut seeds = String::new();
-    for i in 0..6 {
-        seeds.push_str(&format!(
-            "{{\"problem\": \"What is {i} plus {}?\", \"answer\": \"{}\"}}\n",
-            i + 1,
-            2 * i + 1
-        ));
-    }
-    std::fs::write(dir.join("seeds.jsonl"), &seeds).unwrap();
-    std::fs::write(dir.join("eval.jsonl"), "{\"question\": \"What is 2 plus 2?\", \"answer\": \"\\\\boxed{4}\"}\n{\"problem\": \"What is 1 plus 0?\", \"answer\": \"1\"}\n").unwrap();
-    let cfg = Config {
-        model: dir.join("model"),
-        seeds: dir.join("seeds.jsonl"),
-        eval_data: Some(dir.join("eval.jsonl")),
-        out: dir.join("run"),
-        self_instruct: false,
-        rollout_batch_size: 3,
-        n_samples_per_prompt: 4,
-        generate_max_len: 8,
-        instruction_max_new_tokens: 24,
-        few_shot_generation_batch_size: 2,
-        few_shot_generation: 3,
-        input_template: "{problem}".into(),
-        reward_difficulty_bounds: [0.0, 1.0],
-        train_batch_size: 6,
-        micro_train_batch_size: 3,
-        actor_learning_rate: 1e-2,
-        init_kl_coef: 0.01,
-        eval_k: 2,
-        eval_max_len: 6,
-        steps: 4,
-        ..Config::default()
-    };
-    (dir, cfg)
-}
 
 fn lowercase_share(text: &str) -> f64 {
     let n = text.chars().count();
@@ -322,7 +276,13 @@ fn sft_lowers_the_loss_and_is_reproducible() {
         .push_str("{\"prompt\": \"say hi\", \"completion\": \"hi\"}\n{\"text\": \"plain text\"}\n");
     std::fs::write(dir.join("sft.jsonl"), &corpus).unwrap();
     let run = |out: &str| {
-        let model = Model::random(tiny_config(), 3, &Device::Cpu, DType::F32).unwrap();
+        let model = Model::random(
+            serl_core::model::tiny_llama_config(),
+            3,
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
         let tok = Tokenizer::byte_level(&[]).unwrap();
         let cfg = SftConfig {
             data: dir.join("sft.jsonl"),
@@ -350,7 +310,13 @@ fn sft_lowers_the_loss_and_is_reproducible() {
     assert!(wa == wb, "same data, seed and steps give the same weights");
     // A record without a known shape names its line.
     std::fs::write(dir.join("bad.jsonl"), "{\"text\": \"ok\"}\n{\"foo\": 1}\n").unwrap();
-    let model = Model::random(tiny_config(), 3, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::random(
+        serl_core::model::tiny_llama_config(),
+        3,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     let cfg = SftConfig {
         data: dir.join("bad.jsonl"),
         out: dir.join("c"),
@@ -735,5 +701,22 @@ fn resume_tidies_what_a_crash_left() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["step"], 1, "{l}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[cfg(not(feature = "wgpu"))]
+fn a_wgpu_device_without_the_feature_is_a_clear_error() {
+    let (dir, cfg) = setup("no-wgpu");
+    let e = Trainer::new(Config {
+        device: "wgpu".into(),
+        ..cfg
+    })
+    .err()
+    .expect("no wgpu backend in this build");
+    assert!(
+        e.to_string().contains("--features wgpu") || e.to_string().contains("`wgpu` feature"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

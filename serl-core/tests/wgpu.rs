@@ -115,7 +115,13 @@ fn matmul_and_its_backward_match_cpu_at_odd_shapes() {
     // input column, and larger than one tile in every direction.
     compare!("matmul", 1e-5, |be| {
         let mut outs = Vec::new();
-        for dims in [(7, 37, 65), (1, 16, 3), (3, 1, 5), (130, 70, 67), (1, 200, 1)] {
+        for dims in [
+            (7, 37, 65),
+            (1, 16, 3),
+            (3, 1, 5),
+            (130, 70, 67),
+            (1, 200, 1),
+        ] {
             for bias in [false, true] {
                 outs.extend(matmul_case(be, dims, bias));
             }
@@ -165,7 +171,17 @@ fn adamw_matches_cpu_over_steps() {
         let mut v = be.zeros(len).expect("v");
         for step in 1..=3 {
             let g = be.upload(&rand(len, 10 + step as u64)).expect("g");
-            be.adamw(&mut w, &g, &mut m, &mut v, 1e-3, (0.9, 0.95), 1e-8, 0.1, step);
+            be.adamw(
+                &mut w,
+                &g,
+                &mut m,
+                &mut v,
+                1e-3,
+                (0.9, 0.95),
+                1e-8,
+                0.1,
+                step,
+            );
         }
         vec![all(be, &w, len), all(be, &m, len), all(be, &v, len)]
     });
@@ -177,8 +193,14 @@ fn embedding_and_norm_kernels_match_cpu() {
         // Width 300 spans more than one 256-wide workgroup pass; ids repeat.
         let (vocab, d, n) = (11, 300, 6);
         let params = be.upload(&rand(vocab * d + d + 5, 1)).expect("params");
-        let table = Span { off: 5, len: vocab * d };
-        let w = Span { off: 5 + vocab * d, len: d };
+        let table = Span {
+            off: 5,
+            len: vocab * d,
+        };
+        let w = Span {
+            off: 5 + vocab * d,
+            len: d,
+        };
         let ids = be.upload_ids(&[3, 0, 10, 3, 3, 7]).expect("ids");
         let mut x = be.zeros(n * d).expect("x");
         be.embedding(&params, table, &ids, n, &mut x, d);
@@ -207,8 +229,12 @@ fn embedding_and_norm_kernels_match_cpu() {
 fn rope_and_its_inverse_match_cpu() {
     compare!("rope", 1e-6, |be| {
         let (n, heads, hd, positions) = (5, 3, 10, 20);
-        let cos: Vec<f32> = (0..positions * hd / 2).map(|i| (i as f32 * 0.1).cos()).collect();
-        let sin: Vec<f32> = (0..positions * hd / 2).map(|i| (i as f32 * 0.1).sin()).collect();
+        let cos: Vec<f32> = (0..positions * hd / 2)
+            .map(|i| (i as f32 * 0.1).cos())
+            .collect();
+        let sin: Vec<f32> = (0..positions * hd / 2)
+            .map(|i| (i as f32 * 0.1).sin())
+            .collect();
         let (c, s) = (be.upload(&cos).expect("cos"), be.upload(&sin).expect("sin"));
         let pos = be.upload_ids(&[0, 19, 4, 4, 7]).expect("pos");
         let mut x = be.upload(&rand(n * heads * hd, 1)).expect("x");
@@ -224,7 +250,13 @@ fn attention_forward_and_backward_match_cpu_with_padding_and_gqa() {
     compare!("attention", 1e-5, |be| {
         // Three sequences: unpadded, padded by 2, all padding; 4 query
         // heads over 2 key/value heads; head width not a power of two.
-        let d = AttnDims { b: 3, t: 7, nh: 4, nkv: 2, hd: 6 };
+        let d = AttnDims {
+            b: 3,
+            t: 7,
+            nh: 4,
+            nkv: 2,
+            hd: 6,
+        };
         let (qw, kw, n) = (d.nh * d.hd, d.nkv * d.hd, d.b * d.t);
         let q = be.upload(&rand(n * qw, 1)).expect("q");
         let k = be.upload(&rand(n * kw, 2)).expect("k");
@@ -237,7 +269,9 @@ fn attention_forward_and_backward_match_cpu_with_padding_and_gqa() {
         let mut dq = be.upload(&rand(n * qw, 7)).expect("dq");
         let mut dk = be.upload(&rand(n * kw, 8)).expect("dk");
         let mut dv = be.upload(&rand(n * kw, 9)).expect("dv");
-        be.attention_bwd(&q, &k, &v, &out, &lse, &dout, &mut dq, &mut dk, &mut dv, &pad, d);
+        be.attention_bwd(
+            &q, &k, &v, &out, &lse, &dout, &mut dq, &mut dk, &mut dv, &pad, d,
+        );
         vec![
             all(be, &out, n * qw),
             all(be, &lse, d.b * d.nh * d.t),
@@ -252,7 +286,13 @@ fn attention_forward_and_backward_match_cpu_with_padding_and_gqa() {
 fn cached_attention_matches_cpu() {
     compare!("kv cache", 1e-5, |be| {
         let (b, cap, len, t) = (2, 9, 4, 3);
-        let d = AttnDims { b, t, nh: 2, nkv: 1, hd: 8 };
+        let d = AttnDims {
+            b,
+            t,
+            nh: 2,
+            nkv: 1,
+            hd: 8,
+        };
         let (qw, kw) = (d.nh * d.hd, d.nkv * d.hd);
         let mut kc = be.upload(&rand(b * cap * kw, 1)).expect("kc");
         let mut vc = be.upload(&rand(b * cap * kw, 2)).expect("vc");
@@ -278,7 +318,10 @@ fn fused_tail_matches_cpu_across_chunks() {
         let h = be.upload(&rand(rows_n * d, 2)).expect("h");
         let rows: Vec<u32> = (0..n).map(|p| ((p * 37) % rows_n) as u32).collect();
         let targets: Vec<u32> = (0..n).map(|p| ((p * 13 + 5) % v) as u32).collect();
-        let (ri, ti) = (be.upload_ids(&rows).expect("rows"), be.upload_ids(&targets).expect("t"));
+        let (ri, ti) = (
+            be.upload_ids(&rows).expect("rows"),
+            be.upload_ids(&targets).expect("t"),
+        );
         let mut sc = be.tail_scratch(v, d).expect("scratch");
         let lp0 = be
             .logprob_tail(&h, &params, head, &ri, &ti, n, None, &mut sc, (v, d))
@@ -303,19 +346,31 @@ fn fused_tail_matches_cpu_across_chunks() {
                 (v, d),
             )
             .expect("tail");
-        vec![lp0, lp1, all(be, &dh, rows_n * d), all(be, &grads, v * d + 3)]
+        vec![
+            lp0,
+            lp1,
+            all(be, &dh, rows_n * d),
+            all(be, &grads, v * d + 3),
+        ]
     });
 }
 
 /// Forward + backward + one AdamW step of a whole model on `be`.
-fn train_step<B: Backend>(be: B, cfg: &ModelConfig, weights: &[f32], tb: &TokenBatch) -> Vec<Vec<f32>> {
+fn train_step<B: Backend>(
+    be: B,
+    cfg: &ModelConfig,
+    weights: &[f32],
+    tb: &TokenBatch,
+) -> Vec<Vec<f32>> {
     let mut llama = Llama::new(be, cfg.clone()).expect("llama");
     let total = llama.layout().total;
     let be = llama.backend();
     let mut params = be.upload(weights).expect("params");
     let mut grads = be.zeros(total).expect("grads");
     let mut acts = llama.activations(tb.n()).expect("acts");
-    let coef: Vec<f32> = (0..tb.rows.len()).map(|i| 0.3 - 0.2 * (i % 3) as f32).collect();
+    let coef: Vec<f32> = (0..tb.rows.len())
+        .map(|i| 0.3 - 0.2 * (i % 3) as f32)
+        .collect();
     let mut hook = |start: usize, _: &[f32], d: &mut [f32]| {
         d.copy_from_slice(&coef[start..start + d.len()]);
     };
@@ -325,7 +380,17 @@ fn train_step<B: Backend>(be: B, cfg: &ModelConfig, weights: &[f32], tb: &TokenB
     let be = llama.backend();
     let g = all(be, &grads, total);
     let (mut m, mut v) = (be.zeros(total).expect("m"), be.zeros(total).expect("v"));
-    be.adamw(&mut params, &grads, &mut m, &mut v, 1e-3, (0.9, 0.95), 1e-8, 0.01, 1);
+    be.adamw(
+        &mut params,
+        &grads,
+        &mut m,
+        &mut v,
+        1e-3,
+        (0.9, 0.95),
+        1e-8,
+        0.01,
+        1,
+    );
     let norm = be.sq_sum(&grads, total).expect("norm");
     vec![lp, g, all(be, &params, total), vec![norm as f32]]
 }
@@ -340,7 +405,11 @@ fn whole_model_training_step_matches_cpu() {
     ];
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     let tb = TokenBatch::right_padded(&refs, &[3, 1, 5]).expect("batch");
-    for (family, tie, kv) in [(Family::Llama, true, 2), (Family::Qwen2, false, 1), (Family::Llama, false, 4)] {
+    for (family, tie, kv) in [
+        (Family::Llama, true, 2),
+        (Family::Qwen2, false, 1),
+        (Family::Llama, false, 4),
+    ] {
         let cfg = ModelConfig {
             num_key_value_heads: kv,
             ..tiny_config(family, tie)
@@ -354,10 +423,18 @@ fn whole_model_training_step_matches_cpu() {
         close(&format!("{what}: gradients"), &got[1], &want[1], 1e-4);
         close(&format!("{what}: updated weights"), &got[2], &want[2], 1e-6);
         close(&format!("{what}: gradient norm²"), &got[3], &want[3], 1e-5);
-        let layout = Llama::new(Cpu, cfg.clone()).expect("llama").layout().clone();
+        let layout = Llama::new(Cpu, cfg.clone())
+            .expect("llama")
+            .layout()
+            .clone();
         for p in &layout.params {
             let span = p.span.off..p.span.off + p.span.len;
-            close(&format!("{what}: {}", p.name), &got[1][span.clone()], &want[1][span], 1e-4);
+            close(
+                &format!("{what}: {}", p.name),
+                &got[1][span.clone()],
+                &want[1][span],
+                1e-4,
+            );
         }
     }
 }
@@ -374,7 +451,9 @@ fn greedy<B: Backend>(be: B, cfg: &ModelConfig, weights: &[f32], steps: usize) -
     let mut next = Vec::new();
     for p in prompts {
         let mut c = llama.new_cache(1, 64).expect("cache");
-        let logits = llama.step(&params, &mut c, p, p.len(), false).expect("prefill");
+        let logits = llama
+            .step(&params, &mut c, p, p.len(), false)
+            .expect("prefill");
         next.push(argmax(&logits[..v]));
         caches.push(c);
     }
@@ -391,7 +470,9 @@ fn greedy<B: Backend>(be: B, cfg: &ModelConfig, weights: &[f32], steps: usize) -
         for (o, &t) in out.iter_mut().zip(&next) {
             o.push(t);
         }
-        let logits = llama.step(&params, &mut cache, &next, 1, false).expect("step");
+        let logits = llama
+            .step(&params, &mut cache, &next, 1, false)
+            .expect("step");
         next = logits.chunks(v).map(argmax).collect();
     }
     out
@@ -422,4 +503,78 @@ fn greedy_decoding_is_token_identical_to_cpu() {
 fn bad_adapter_index_is_a_clear_error() {
     let e = Wgpu::new(Some(1000)).expect_err("no adapter 1000");
     assert!(e.to_string().contains("wgpu:1000"), "{e}");
+}
+
+/// Every weight of a trainer's current model.
+fn trained_weights(t: &serl_core::train::Trainer) -> Vec<f32> {
+    let m = t.model().expect("model");
+    m.named_parameters()
+        .iter()
+        .flat_map(|(_, v)| {
+            v.as_tensor()
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("weights")
+        })
+        .collect()
+}
+
+#[test]
+fn serl_steps_on_wgpu_follow_the_cpu_run() {
+    // Three SeRL steps (rollouts with sampling, majority-vote rewards,
+    // reference KL, Reinforce++ update, evaluation) of the tiny model on
+    // both backends from one seed: the same rollouts and rewards, weights
+    // within float noise.
+    use serl_core::train::Trainer;
+    if device().is_none() {
+        return;
+    }
+    let (dir, cfg) = common::train_setup("wgpu");
+    let mut runs = Vec::new();
+    for dev in ["cpu", "wgpu"] {
+        let mut t = Trainer::new(serl_core::train::Config {
+            out: dir.join(dev),
+            device: dev.into(),
+            steps: 3,
+            ..cfg.clone()
+        })
+        .expect("trainer");
+        t.train(3, |_| {}).expect("train");
+        let metrics =
+            std::fs::read_to_string(dir.join(dev).join("metrics.jsonl")).expect("metrics");
+        runs.push((trained_weights(&t), metrics));
+    }
+    let field = |m: &str, key: &str| -> Vec<f64> {
+        m.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v[key].as_f64().unwrap_or(f64::NAN)
+            })
+            .collect()
+    };
+    let (cpu, gpu) = (&runs[0], &runs[1]);
+    for key in ["reward_mean", "response_len_mean", "agreement_mean"] {
+        let c = field(&cpu.1, key);
+        assert!(
+            c.len() == 3 && c.iter().all(|x| x.is_finite()),
+            "{key}: {c:?}"
+        );
+        assert_eq!(field(&gpu.1, key), c, "{key}");
+    }
+    for key in ["loss", "kl", "grad_norm"] {
+        let (g, c) = (field(&gpu.1, key), field(&cpu.1, key));
+        for (a, b) in g.iter().zip(&c) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{key}: wgpu {g:?} vs cpu {c:?}"
+            );
+        }
+    }
+    close("weights after 3 steps", &gpu.0, &cpu.0, 1e-5);
+    assert_ne!(
+        cpu.0,
+        trained_weights(&Trainer::new(cfg.clone()).expect("fresh")),
+        "the run trained"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,6 +52,16 @@ impl Backend for Cpu {
             .ok_or_else(|| EngineError::Invalid(format!("read of {span:?} past {}", buf.len())))
     }
 
+    fn host<'a>(
+        &self,
+        buf: &'a Vec<f32>,
+        len: usize,
+    ) -> Result<std::borrow::Cow<'a, [f32]>, EngineError> {
+        buf.get(..len)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| EngineError::Invalid(format!("{len} elements of {}", buf.len())))
+    }
+
     fn write(&self, buf: &mut Vec<f32>, off: usize, data: &[f32]) -> Result<(), EngineError> {
         buf.get_mut(off..off + data.len())
             .ok_or_else(|| EngineError::Invalid(format!("write at {off} past {}", data.len())))?

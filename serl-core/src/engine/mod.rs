@@ -37,6 +37,46 @@ pub enum EngineError {
     Device(String),
 }
 
+/// Which backend runs the engine, from a device name: `cpu` (also `cuda`
+/// and `cuda:N`, where candle's CUDA build holds the sampler's model while
+/// the engine runs on the host), `wgpu` (the first high-performance
+/// adapter) or `wgpu:N` (adapter N of `serl devices`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineDevice {
+    /// The CPU backend.
+    Cpu,
+    /// The wgpu backend on an adapter (`None`: the first high-performance one).
+    Wgpu(Option<usize>),
+}
+
+impl EngineDevice {
+    /// Parses a device name (see the type's documentation).
+    pub fn parse(name: &str) -> Result<EngineDevice, EngineError> {
+        match name {
+            "cpu" | "cuda" => Ok(EngineDevice::Cpu),
+            n if n.starts_with("cuda:") => Ok(EngineDevice::Cpu),
+            "wgpu" => Ok(EngineDevice::Wgpu(None)),
+            n if n.starts_with("wgpu:") => n["wgpu:".len()..]
+                .parse::<usize>()
+                .map(|i| EngineDevice::Wgpu(Some(i)))
+                .map_err(|_| EngineError::Invalid(format!("device {n:?}: bad adapter index"))),
+            other => Err(EngineError::Invalid(format!(
+                "device {other:?} (expected cpu, wgpu, wgpu:N, cuda or cuda:N)"
+            ))),
+        }
+    }
+
+    /// The wgpu backend for this device, shared by everything that asks
+    /// for the same adapter in this process.
+    #[cfg(feature = "wgpu")]
+    pub fn wgpu(self) -> Result<Option<Wgpu>, EngineError> {
+        match self {
+            EngineDevice::Cpu => Ok(None),
+            EngineDevice::Wgpu(i) => Wgpu::shared(i).map(Some),
+        }
+    }
+}
+
 /// Matrix-product sizes: rows, input width, output width.
 pub type MmDims = (usize, usize, usize);
 
@@ -62,6 +102,13 @@ pub trait Backend {
     fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids, EngineError>;
     /// Copies `span` of `buf` to the host.
     fn read(&self, buf: &Self::Buf, span: Span) -> Result<Vec<f32>, EngineError>;
+    /// The first `len` elements on the host: borrowed where the buffer is
+    /// host memory, copied otherwise (checkpoints, tests).
+    fn host<'a>(
+        &self,
+        buf: &'a Self::Buf,
+        len: usize,
+    ) -> Result<std::borrow::Cow<'a, [f32]>, EngineError>;
     /// Overwrites `buf` from `off` with `data`.
     fn write(&self, buf: &mut Self::Buf, off: usize, data: &[f32]) -> Result<(), EngineError>;
     /// Waits for all queued work.

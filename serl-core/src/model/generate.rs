@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::llama::{Model, RolloutState};
 use super::{ModelConfig, ModelError};
-use crate::engine::{Cpu, KvCache, Llama};
+use crate::engine::{Backend, Cpu, KvCache, Llama};
 
 /// What batched sampling needs of a model: a prefill into a fresh cache,
 /// merging prefills into one batch, dropping finished rows, and one
@@ -71,21 +71,21 @@ impl Decoder for Model {
 
 /// Sampling on the compute engine: a driver and the weights it reads
 /// (a learner's own parameters: no copy).
-pub struct EngineDecoder<'a> {
+pub struct EngineDecoder<'a, B: Backend = Cpu> {
     /// The model driver.
-    pub llama: &'a Llama<Cpu>,
+    pub llama: &'a Llama<B>,
     /// Its flat parameter buffer.
-    pub params: &'a Vec<f32>,
+    pub params: &'a B::Buf,
 }
 
-impl Decoder for EngineDecoder<'_> {
-    type State = KvCache<Cpu>;
+impl<B: Backend> Decoder for EngineDecoder<'_, B> {
+    type State = KvCache<B>;
 
     fn config(&self) -> &ModelConfig {
         self.llama.config()
     }
 
-    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(KvCache<Cpu>, Vec<f32>), ModelError> {
+    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(KvCache<B>, Vec<f32>), ModelError> {
         if ids.is_empty() {
             return Err(ModelError::Invalid("empty prompt".into()));
         }
@@ -98,19 +98,19 @@ impl Decoder for EngineDecoder<'_> {
 
     fn merge(
         &self,
-        parts: &[(&KvCache<Cpu>, usize)],
+        parts: &[(&KvCache<B>, usize)],
         extra: usize,
-    ) -> Result<KvCache<Cpu>, ModelError> {
+    ) -> Result<KvCache<B>, ModelError> {
         Ok(self.llama.merge(parts, extra)?)
     }
 
-    fn select(&self, state: &mut KvCache<Cpu>, rows: &[usize]) -> Result<(), ModelError> {
+    fn select(&self, state: &mut KvCache<B>, rows: &[usize]) -> Result<(), ModelError> {
         Ok(self.llama.select(state, rows)?)
     }
 
     fn decode_step(
         &self,
-        state: &mut KvCache<Cpu>,
+        state: &mut KvCache<B>,
         tokens: &[u32],
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let v = self.llama.config().vocab_size;
@@ -118,6 +118,109 @@ impl Decoder for EngineDecoder<'_> {
         Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
     }
 }
+
+/// Sampling on whichever backend holds the weights (what learners and
+/// scorers hand out; see [`crate::engine::EngineDevice`]).
+pub enum AnyDecoder<'a> {
+    /// On the CPU backend.
+    Cpu(EngineDecoder<'a, Cpu>),
+    /// On the wgpu backend.
+    #[cfg(feature = "wgpu")]
+    Wgpu(EngineDecoder<'a, crate::engine::Wgpu>),
+}
+
+/// The KV cache of an [`AnyDecoder`].
+pub enum AnyCache {
+    /// On the CPU backend.
+    Cpu(KvCache<Cpu>),
+    /// On the wgpu backend.
+    #[cfg(feature = "wgpu")]
+    Wgpu(KvCache<crate::engine::Wgpu>),
+}
+
+/// `$body` with `$d` (and `$s`, a cache) bound to the variant's contents.
+macro_rules! any {
+    ($dec:expr, $d:ident => $body:expr) => {
+        match $dec {
+            AnyDecoder::Cpu($d) => $body,
+            #[cfg(feature = "wgpu")]
+            AnyDecoder::Wgpu($d) => $body,
+        }
+    };
+}
+
+#[cfg(feature = "wgpu")]
+fn mismatch() -> ModelError {
+    ModelError::Invalid("a KV cache of another backend".into())
+}
+
+impl Decoder for AnyDecoder<'_> {
+    type State = AnyCache;
+
+    fn config(&self) -> &ModelConfig {
+        any!(self, d => d.config())
+    }
+
+    fn prefill(&self, ids: &[u32], extra: usize) -> Result<(AnyCache, Vec<f32>), ModelError> {
+        match self {
+            AnyDecoder::Cpu(d) => d.prefill(ids, extra).map(|(c, l)| (AnyCache::Cpu(c), l)),
+            #[cfg(feature = "wgpu")]
+            AnyDecoder::Wgpu(d) => d.prefill(ids, extra).map(|(c, l)| (AnyCache::Wgpu(c), l)),
+        }
+    }
+
+    fn merge(&self, parts: &[(&AnyCache, usize)], extra: usize) -> Result<AnyCache, ModelError> {
+        match self {
+            AnyDecoder::Cpu(d) => {
+                let p = parts
+                    .iter()
+                    .map(|(c, n)| match c {
+                        AnyCache::Cpu(c) => Ok::<_, ModelError>((c, *n)),
+                        #[cfg(feature = "wgpu")]
+                        _ => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                d.merge(&p, extra).map(AnyCache::Cpu)
+            }
+            #[cfg(feature = "wgpu")]
+            AnyDecoder::Wgpu(d) => {
+                let p = parts
+                    .iter()
+                    .map(|(c, n)| match c {
+                        AnyCache::Wgpu(c) => Ok::<_, ModelError>((c, *n)),
+                        _ => Err(mismatch()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                d.merge(&p, extra).map(AnyCache::Wgpu)
+            }
+        }
+    }
+
+    fn select(&self, state: &mut AnyCache, rows: &[usize]) -> Result<(), ModelError> {
+        match (self, state) {
+            (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.select(c, rows),
+            #[cfg(feature = "wgpu")]
+            (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.select(c, rows),
+            #[cfg(feature = "wgpu")]
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn decode_step(
+        &self,
+        state: &mut AnyCache,
+        tokens: &[u32],
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        match (self, state) {
+            (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.decode_step(c, tokens),
+            #[cfg(feature = "wgpu")]
+            (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.decode_step(c, tokens),
+            #[cfg(feature = "wgpu")]
+            _ => Err(mismatch()),
+        }
+    }
+}
+
 use super::sample::{self, Knobs};
 use super::tokenizer::Tokenizer;
 use crate::eval::Rng;

@@ -19,7 +19,9 @@ pub mod generate;
 
 pub use candle_core::{DType, Device};
 pub use config::{Family, Llama3RopeScaling, ModelConfig, limits};
-pub use generate::{Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams};
+pub use generate::{
+    AnyCache, AnyDecoder, Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams,
+};
 pub use llama::{Model, RolloutState};
 pub use store::{LoadOptions, load_model, save_hf_meta, save_hf_tensors, write_atomic};
 pub(crate) use store::{is_tmp_name, tmp_path as store_tmp_path};
@@ -70,10 +72,16 @@ impl ModelError {
     }
 }
 
-/// Parses a device name: `cpu`, `cuda` or `cuda:N`.
+/// Parses a device name: `cpu`, `cuda` or `cuda:N`, or `wgpu` / `wgpu:N`,
+/// where the candle side (loading, the candle rollout path) stays on the
+/// CPU and the engine runs on wgpu (see [`crate::engine::EngineDevice`]).
 pub fn device_from_name(name: &str) -> Result<Device, ModelError> {
     match name {
         "cpu" => Ok(Device::Cpu),
+        n if n == "wgpu" || n.starts_with("wgpu:") => {
+            crate::engine::EngineDevice::parse(n)?;
+            Ok(Device::Cpu)
+        }
         n if n == "cuda" || n.starts_with("cuda:") => {
             let ordinal = match n.strip_prefix("cuda:") {
                 Some(i) => i
@@ -88,7 +96,7 @@ pub fn device_from_name(name: &str) -> Result<Device, ModelError> {
             })
         }
         other => Err(ModelError::Invalid(format!(
-            "device {other:?} (expected cpu, cuda or cuda:N)"
+            "device {other:?} (expected cpu, wgpu, wgpu:N, cuda or cuda:N)"
         ))),
     }
 }

@@ -43,6 +43,8 @@ pub struct SftConfig {
     pub max_len: usize,
     /// Seed of the batch order.
     pub seed: u64,
+    /// Where the engine runs: `cpu`, `wgpu` or `wgpu:N`.
+    pub device: String,
 }
 
 impl Default for SftConfig {
@@ -59,6 +61,7 @@ impl Default for SftConfig {
             max_norm: 1.0,
             max_len: 512,
             seed: 0,
+            device: "cpu".into(),
         }
     }
 }
@@ -164,7 +167,8 @@ pub fn sft(
             cfg.data.display()
         )));
     }
-    let mut learner = Learner::new(model, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
+    let engine = crate::engine::EngineDevice::parse(&cfg.device)?;
+    let mut learner = Learner::on(engine, model, (0.9, 0.95), 1e-8, cfg.weight_decay)?;
     let mut rng = Rng::new(cfg.seed);
     // Batches of similar lengths (as transformers' group_by_length): shuffle,
     // sort within windows of 16 batches, shuffle the batches. Padding to

@@ -283,12 +283,14 @@ impl Trainer {
             },
             &cfg.model.display().to_string(),
         )?;
+        let engine = crate::engine::EngineDevice::parse(&cfg.device)?;
         let reference = if reference {
-            Some(Scorer::new(&model)?)
+            Some(Scorer::on(engine, &model)?)
         } else {
             None
         };
-        let learner = Learner::new(
+        let learner = Learner::on(
+            engine,
             &model,
             (cfg.adam_betas[0], cfg.adam_betas[1]),
             cfg.adam_eps,

@@ -37,3 +37,57 @@ pub fn tiny_config(family: serl_core::model::Family, tie: bool) -> serl_core::mo
         ..serl_core::model::tiny_llama_config()
     }
 }
+
+/// A scratch directory with a tiny model, a seed file and an eval file.
+#[cfg(feature = "train")]
+pub fn train_setup(name: &str) -> (std::path::PathBuf, serl_core::train::Config) {
+    use serl_core::model::{DType, Device, Model, Tokenizer};
+    use serl_core::train::Config;
+    let dir = std::env::temp_dir().join(format!("serl-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = Model::random(
+        serl_core::model::tiny_llama_config(),
+        17,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    model
+        .save_hf(&Tokenizer::byte_level(&[]).unwrap(), &dir.join("model"))
+        .unwrap();
+    let mut seeds = String::new();
+    for i in 0..6 {
+        seeds.push_str(&format!(
+            "{{\"problem\": \"What is {i} plus {}?\", \"answer\": \"{}\"}}\n",
+            i + 1,
+            2 * i + 1
+        ));
+    }
+    std::fs::write(dir.join("seeds.jsonl"), &seeds).unwrap();
+    std::fs::write(dir.join("eval.jsonl"), "{\"question\": \"What is 2 plus 2?\", \"answer\": \"\\\\boxed{4}\"}\n{\"problem\": \"What is 1 plus 0?\", \"answer\": \"1\"}\n").unwrap();
+    let cfg = Config {
+        model: dir.join("model"),
+        seeds: dir.join("seeds.jsonl"),
+        eval_data: Some(dir.join("eval.jsonl")),
+        out: dir.join("run"),
+        self_instruct: false,
+        rollout_batch_size: 3,
+        n_samples_per_prompt: 4,
+        generate_max_len: 8,
+        instruction_max_new_tokens: 24,
+        few_shot_generation_batch_size: 2,
+        few_shot_generation: 3,
+        input_template: "{problem}".into(),
+        reward_difficulty_bounds: [0.0, 1.0],
+        train_batch_size: 6,
+        micro_train_batch_size: 3,
+        actor_learning_rate: 1e-2,
+        init_kl_coef: 0.01,
+        eval_k: 2,
+        eval_max_len: 6,
+        steps: 4,
+        ..Config::default()
+    };
+    (dir, cfg)
+}

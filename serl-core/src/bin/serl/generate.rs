@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
+use serl_core::engine::EngineDevice;
 use serl_core::model::generate::{self, TokenEvent};
 use serl_core::model::{self, ChatMessage, GenerateRequest, LoadOptions, SamplingParams};
 
@@ -52,7 +53,7 @@ pub struct GenerateArgs {
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// cpu, cuda or cuda:N.
+    /// cpu, wgpu, wgpu:N (see `serl devices`), cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// f32 or bf16.
@@ -126,9 +127,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             printed = s.len();
         }
     };
-    // The compute engine on the CPU; candle on another device.
+    // The compute engine (CPU or wgpu); candle's own path on CUDA.
     let gens = if m.device().is_cpu() {
-        let engine = serl_core::train::Scorer::new(&m)?;
+        let engine = serl_core::train::Scorer::on(EngineDevice::parse(&a.device)?, &m)?;
         generate::generate(&engine.decoder(), &tok, &req, on_token)
     } else {
         generate::generate(&m, &tok, &req, on_token)

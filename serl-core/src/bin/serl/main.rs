@@ -100,6 +100,8 @@ enum Command {
     /// Write the embedded demo's data (arithmetic word problems): sft.jsonl, seeds.jsonl, eval.jsonl.
     #[cfg(feature = "train")]
     DemoData(sft::DemoDataArgs),
+    /// List the devices the engine can run on (`--device` names), one JSON line each.
+    Devices,
 }
 
 fn main() -> ExitCode {
@@ -194,7 +196,38 @@ fn run(command: Command) -> Result<()> {
         Command::Sft(args) => sft::run_sft(args),
         #[cfg(feature = "train")]
         Command::DemoData(args) => sft::run_demo_data(args),
+        Command::Devices => devices(),
     }
+}
+
+/// `serl devices`: the CPU, then each wgpu adapter (with the `wgpu` feature).
+fn devices() -> Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", json!({"device": "cpu", "name": "host CPU"}))?;
+    #[cfg(feature = "wgpu")]
+    {
+        let all = serl_core::engine::Wgpu::adapters();
+        if all.is_empty() {
+            eprintln!("no wgpu adapter (without a GPU on Linux: apt install mesa-vulkan-drivers)");
+        }
+        for a in all {
+            writeln!(
+                out,
+                "{}",
+                json!({
+                    "device": format!("wgpu:{}", a.index),
+                    "name": a.name,
+                    "backend": a.backend,
+                    "type": a.device_type,
+                    "max_buffer_size": a.max_buffer_size,
+                    "max_storage_binding": a.max_storage_binding,
+                })
+            )?;
+        }
+    }
+    #[cfg(not(feature = "wgpu"))]
+    eprintln!("wgpu: not in this build (cargo build --release --features wgpu)");
+    Ok(())
 }
 
 /// Applies `f` to every non-blank JSON line of stdin and writes one JSON

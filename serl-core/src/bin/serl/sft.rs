@@ -38,6 +38,9 @@ pub struct SftArgs {
     /// Longest sequence in tokens.
     #[arg(long, default_value_t = 512)]
     max_len: usize,
+    /// Where the engine runs: cpu, wgpu or wgpu:N (see `serl devices`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Options of `serl demo-data`.
@@ -92,6 +95,7 @@ pub fn run_sft(a: SftArgs) -> Result<()> {
         lr: a.lr,
         max_len: a.max_len,
         seed: a.seed,
+        device: a.device,
         ..SftConfig::default()
     };
     let mut recent = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serl_core::engine::EngineDevice;
 use serl_core::model::{self, LoadOptions};
 use serl_core::train::{
     Config, EvalResult, StepStats, TrainError, Trainer, evaluate_model_answers, read_examples,
@@ -72,7 +73,7 @@ pub struct EvalArgs {
     /// Sequences generated together (more is faster for small models).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// cpu, cuda or cuda:N.
+    /// cpu, wgpu, wgpu:N (see `serl devices`), cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Also write every question's answers here (JSONL: greedy, samples, majority, each right or not).
@@ -389,9 +390,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         cfg.input_template = t;
     }
     let t0 = Instant::now();
-    // The compute engine on the CPU; candle on another device.
+    // The compute engine (CPU or wgpu); candle's own path on CUDA.
     let (r, questions) = if m.device().is_cpu() {
-        let engine = serl_core::train::Scorer::new(&m)?;
+        let engine = serl_core::train::Scorer::on(EngineDevice::parse(&a.device)?, &m)?;
         evaluate_model_answers(&engine.decoder(), &tok, &data, &cfg, 0)?
     } else {
         evaluate_model_answers(&m, &tok, &data, &cfg, 0)?

@@ -211,13 +211,12 @@ impl Wgpu {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("libserl"),
-                required_limits: limits.clone(),
-                ..Default::default()
-            }))
-            .map_err(|e| EngineError::Device(format!("wgpu: adapter {name}: {e}")))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("libserl"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| EngineError::Device(format!("wgpu: adapter {name}: {e}")))?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = Arc::clone(&error);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -232,6 +231,20 @@ impl Wgpu {
             pending: Mutex::new(None),
             error,
         })))
+    }
+
+    /// The device for adapter `index` shared by this process (created on
+    /// first use): the learner, the reference and the sampler then use one
+    /// device and one pipeline cache.
+    pub fn shared(index: Option<usize>) -> Result<Wgpu, EngineError> {
+        static DEVICES: Mutex<Vec<(Option<usize>, Wgpu)>> = Mutex::new(Vec::new());
+        let mut all = lock(&DEVICES);
+        if let Some((_, w)) = all.iter().find(|(i, _)| *i == index) {
+            return Ok(w.clone());
+        }
+        let w = Wgpu::new(index)?;
+        all.push((index, w.clone()));
+        Ok(w)
     }
 
     /// The adapter's name.
@@ -372,7 +385,13 @@ impl Wgpu {
     fn copy_bytes(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, n: usize) {
         if n > 0 {
             self.record(|enc| {
-                enc.copy_buffer_to_buffer(src, (from * 4) as u64, dst, (to * 4) as u64, (n * 4) as u64)
+                enc.copy_buffer_to_buffer(
+                    src,
+                    (from * 4) as u64,
+                    dst,
+                    (to * 4) as u64,
+                    (n * 4) as u64,
+                )
             });
         }
     }
@@ -498,7 +517,9 @@ impl Backend for Wgpu {
     }
 
     fn upload_ids(&self, ids: &[u32]) -> Result<GpuIds, EngineError> {
-        Ok(GpuIds(self.buffer_with(bytemuck::cast_slice(ids), ids.len())?))
+        Ok(GpuIds(
+            self.buffer_with(bytemuck::cast_slice(ids), ids.len())?,
+        ))
     }
 
     fn read(&self, buf: &GpuBuf, span: Span) -> Result<Vec<f32>, EngineError> {
@@ -509,6 +530,16 @@ impl Backend for Wgpu {
             )));
         }
         Ok(bytemuck::cast_slice(&self.read_raw(&buf.buf, span.off, span.len)?).to_vec())
+    }
+
+    fn host<'a>(
+        &self,
+        buf: &'a GpuBuf,
+        len: usize,
+    ) -> Result<std::borrow::Cow<'a, [f32]>, EngineError> {
+        Ok(std::borrow::Cow::Owned(
+            self.read(buf, Span { off: 0, len })?,
+        ))
     }
 
     fn write(&self, buf: &mut GpuBuf, off: usize, data: &[f32]) -> Result<(), EngineError> {
