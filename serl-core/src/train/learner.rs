@@ -176,10 +176,11 @@ impl<B: Backend> Core<B> {
 }
 
 /// A [`Core`] on whichever backend the device names.
+/// (Boxed: the cores differ in size by backend.)
 enum Engine {
-    Cpu(Core<Cpu>),
+    Cpu(Box<Core<Cpu>>),
     #[cfg(feature = "wgpu")]
-    Wgpu(Core<Wgpu>),
+    Wgpu(Box<Core<Wgpu>>),
 }
 
 /// `$body` with `$c` bound to the engine's core, whatever its backend.
@@ -196,9 +197,9 @@ macro_rules! on {
 impl Engine {
     fn new(device: EngineDevice, model: &Model, train: bool) -> Result<Engine, TrainError> {
         match device {
-            EngineDevice::Cpu => Ok(Engine::Cpu(Core::new(Cpu, model, train)?)),
+            EngineDevice::Cpu => Ok(Engine::Cpu(Box::new(Core::new(Cpu, model, train)?))),
             #[cfg(feature = "wgpu")]
-            EngineDevice::Wgpu(i) => Ok(Engine::Wgpu(Core::new(Wgpu::shared(i)?, model, train)?)),
+            EngineDevice::Wgpu(i) => Ok(Engine::Wgpu(Box::new(Core::new(Wgpu::shared(i)?, model, train)?))),
             #[cfg(not(feature = "wgpu"))]
             EngineDevice::Wgpu(_) => Err(TrainError::Config(
                 "device wgpu: this build has no wgpu backend (build with the `wgpu` feature)"

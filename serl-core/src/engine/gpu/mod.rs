@@ -173,7 +173,7 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         max_buffer_size: lim.max_buffer_size,
-        max_storage_binding: u64::from(lim.max_storage_buffer_binding_size),
+        max_storage_binding: lim.max_storage_buffer_binding_size,
     }
 }
 
@@ -1037,8 +1037,7 @@ impl Backend for Wgpu {
 
     fn tail_scratch(&self, v: usize, d: usize) -> Result<GpuTailScratch, EngineError> {
         // As many positions as the adapter's largest binding allows, up to TAIL_CHUNK.
-        let fit = (u64::from(self.0.limits.max_storage_buffer_binding_size) / 4 / v.max(1) as u64)
-            as usize;
+        let fit = (self.0.limits.max_storage_buffer_binding_size / 4 / v.max(1) as u64) as usize;
         let chunk = TAIL_CHUNK.min(fit).max(1);
         Ok(GpuTailScratch {
             logits: self.buffer(chunk * v)?,
