@@ -10,6 +10,13 @@
 //!     on a loaded model (micro-batch MICRO × SEQ tokens, median of STEPS)
 //!   export-f32 GGUF_IN GGUF_OUT      — the GGUF with every tensor
 //!     dequantised to F32 (llama.cpp at the precision this engine runs)
+//!   device DEVICE SHAPE NEW MICRO SEQ — on one engine device (`cpu`,
+//!     `wgpu`, `wgpu:N`) and a random model of a named shape
+//!     (`smollm2-135m`, `qwen2.5-1.5b`, `tiny`): greedy generation tokens/s
+//!     at batch 1 and 64 (64-token prompts, NEW new tokens) with the decode
+//!     steps' weight + KV-cache GB/s, and one update (reference forward,
+//!     forward + backward, clipping, AdamW on MICRO × SEQ tokens) with its
+//!     model TFLOP/s (what scripts/gpu-bench.sh runs)
 //!
 //! Prints one JSON line per run.
 
@@ -25,7 +32,7 @@ use serl_core::train::{Learner, Scorer};
 
 fn arg(i: usize) -> String {
     std::env::args().nth(i).unwrap_or_else(|| {
-        eprintln!("usage: bench_model generate MODEL BATCH PREFILL NEW | train LAYERS WIDTH BATCH SEQ | update MODEL MICRO SEQ STEPS | export-f32 IN OUT");
+        eprintln!("usage: bench_model generate MODEL BATCH PREFILL NEW | train LAYERS WIDTH BATCH SEQ | update MODEL MICRO SEQ STEPS | export-f32 IN OUT | device DEVICE SHAPE NEW MICRO SEQ");
         std::process::exit(2)
     })
 }
@@ -283,10 +290,156 @@ fn main() -> Res<()> {
             gguf_file::write(&mut out, &md, &refs)?;
             println!("{{\"bench\": \"export\", \"tensors\": {}}}", refs.len());
         }
+        "device" => device_bench()?,
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2)
         }
     }
     Ok(())
+}
+
+/// A model shape by name, for random weights of real sizes.
+fn named_shape(name: &str) -> Option<ModelConfig> {
+    use serl_core::model::Family;
+    let base = serl_core::model::tiny_llama_config();
+    match name {
+        "tiny" => Some(base),
+        "smollm2-135m" => Some(ModelConfig {
+            vocab_size: 49_152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_hidden_layers: 30,
+            num_attention_heads: 9,
+            num_key_value_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 100_000.0,
+            max_position_embeddings: 8192,
+            ..base
+        }),
+        "qwen2.5-1.5b" => Some(ModelConfig {
+            family: Family::Qwen2,
+            vocab_size: 151_936,
+            hidden_size: 1536,
+            intermediate_size: 8960,
+            num_hidden_layers: 28,
+            num_attention_heads: 12,
+            num_key_value_heads: 2,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            max_position_embeddings: 32_768,
+            attention_bias: true,
+            ..base
+        }),
+        _ => None,
+    }
+}
+
+/// Floating-point operations of one forward pass over `rows` × `seq`
+/// tokens scoring `scored` of them: the matrix products, causal attention
+/// and the head at the scored positions only (as the engine runs it).
+fn forward_flops(c: &ModelConfig, rows: usize, seq: usize, scored: usize) -> f64 {
+    let (d, hd) = (c.hidden_size as f64, c.head_dim as f64);
+    let (h, kv, i) = (
+        c.num_attention_heads as f64,
+        c.num_key_value_heads as f64,
+        c.intermediate_size as f64,
+    );
+    let per_token = d * (h + 2.0 * kv) * hd + h * hd * d + 3.0 * d * i;
+    let tokens = (rows * seq) as f64;
+    let attn = 2.0 * 2.0 * h * hd * (seq as f64 * (seq as f64 + 1.0) / 2.0) * rows as f64;
+    c.num_hidden_layers as f64 * (2.0 * per_token * tokens + attn)
+        + 2.0 * d * c.vocab_size as f64 * (rows * scored) as f64
+}
+
+fn device_bench() -> Res<()> {
+    use serl_core::engine::EngineDevice;
+    let device = EngineDevice::parse(&arg(2))?;
+    let shape = arg(3);
+    let cfg = named_shape(&shape).ok_or_else(|| format!("unknown shape {shape:?}"))?;
+    let (new, micro, seq) = (num(4), num(5), num(6));
+    let params = cfg.num_parameters();
+    let model = Model::random(cfg.clone(), 1, &Device::Cpu, DType::F32)?;
+    let mut learner = Learner::on(device, &model, (0.9, 0.95), 1e-8, 0.0)?;
+    let mut reference = Scorer::on(device, &model)?;
+    drop(model);
+    let name = learner.backend_name();
+    let v = cfg.vocab_size;
+    // Greedy decoding from the learner's weights, as rollouts sample.
+    for batch in [1usize, 64] {
+        let dec = learner.decoder();
+        let prompt = 64usize;
+        let run = |steps: usize| -> Res<(f64, f64)> {
+            let t = Instant::now();
+            let mut parts = Vec::new();
+            let mut next = Vec::new();
+            for b in 0..batch {
+                let ids: Vec<u32> = (0..prompt)
+                    .map(|i| (((b * 131 + i) * 7919) % v) as u32)
+                    .collect();
+                let (cache, logits) = dec.prefill(&ids, steps)?;
+                next.push(argmax(&logits));
+                parts.push(cache);
+            }
+            let refs: Vec<_> = parts.iter().map(|c| (c, 1)).collect();
+            let mut state = dec.merge(&refs, steps)?;
+            drop(parts);
+            let prefill = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for _ in 0..steps {
+                let logits = dec.decode_step(&mut state, &next)?;
+                next = logits.iter().map(|l| argmax(l)).collect();
+            }
+            Ok((prefill, t.elapsed().as_secs_f64()))
+        };
+        run(2)?;
+        let (prefill, decode) = run(new)?;
+        // Each decode step reads every weight once and the rows' caches.
+        let kv_row = 2.0 * (cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim) as f64;
+        let mean_len = prompt as f64 + new as f64 / 2.0;
+        let bytes = 4.0 * (params as f64 + batch as f64 * kv_row * mean_len) * new as f64;
+        println!(
+            "{{\"bench\": \"device_generate\", \"device\": {name:?}, \"shape\": {shape:?}, \"parameters\": {params}, \"batch\": {batch}, \"new\": {new}, \"tokens_per_s\": {:.2}, \"decode_tokens_per_s\": {:.2}, \"decode_gb_per_s\": {:.2}, \"prefill_seconds\": {prefill:.3}}}",
+            (batch * new) as f64 / (prefill + decode),
+            (batch * new) as f64 / decode,
+            bytes / decode / 1e9
+        );
+    }
+    let rows: Vec<Vec<u32>> = (0..micro)
+        .map(|b| {
+            (0..seq)
+                .map(|i| (((b * seq + i) * 7919) % v) as u32)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    let prompt = 64.min(seq - 1);
+    let tb = TokenBatch::right_padded(&refs, &vec![prompt; micro])?;
+    let secs = median(1, || {
+        std::hint::black_box(reference.logprobs(&tb)?);
+        learner.accumulate(&tb, &mut |_, _, d| d.fill(1e-3))?;
+        learner.clip_grad_norm(1.0)?;
+        learner.optimizer_step(1e-6);
+        Ok(())
+    })?;
+    // Reference forward, forward, and a backward of twice a forward.
+    let flops = 4.0 * forward_flops(&cfg, micro, seq, seq - prompt);
+    println!(
+        "{{\"bench\": \"device_update\", \"device\": {name:?}, \"shape\": {shape:?}, \"parameters\": {params}, \"micro\": {micro}, \"seq\": {seq}, \"seconds\": {secs:.3}, \"tflops\": {:.3}, \"peak_rss_mb\": {}}}",
+        flops / secs / 1e12,
+        peak_rss_mb()
+    );
+    Ok(())
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
 }

@@ -2,7 +2,9 @@
 //! shapes (forward and backward), then whole models: log-probs, every
 //! parameter's gradient and an AdamW step of Llama and Qwen2 (biases, GQA,
 //! tied and untied heads, padding), and greedy decoding through the KV
-//! cache token for token.
+//! cache token for token; then the shipped demo model (an update, seeded
+//! rollouts), three SeRL steps of the demo's configuration, and the
+//! command line (`serl devices`, `serl generate --device wgpu`).
 //!
 //! Without a GPU this runs on Mesa's lavapipe (software Vulkan). A machine
 //! with no adapter at all skips with a message, unless
@@ -584,4 +586,250 @@ fn serl_steps_on_wgpu_follow_the_cpu_run() {
         "the run trained"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn demo_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo")
+}
+
+#[test]
+fn demo_model_update_and_rollouts_match_cpu() {
+    // The shipped demo model (0.86M parameters, its own tokenizer): one
+    // update of real problem text (every gradient, the clipped norm, the
+    // AdamW step) and seeded sampling of 16 problems × 4 answers, as the
+    // trainer's rollouts run, token for token.
+    use serl_core::engine::EngineDevice;
+    use serl_core::model::{GenerateRequest, LoadOptions, SamplingParams, generate};
+    use serl_core::train::{Learner, read_examples};
+    if device().is_none() {
+        return;
+    }
+    let (model, tok) =
+        serl_core::model::load_model(&demo_dir().join("model"), &LoadOptions::default())
+            .expect("demo model");
+    let eval = read_examples(&demo_dir().join("eval.jsonl"), true).expect("eval set");
+    let prompts: Vec<Vec<u32>> = eval[..16]
+        .iter()
+        .map(|e| tok.encode(&e.problem).expect("encode"))
+        .collect();
+    let rows: Vec<Vec<u32>> = eval[16..24]
+        .iter()
+        .map(|e| {
+            tok.encode(&format!(
+                "{} {}",
+                e.problem,
+                e.answer.as_deref().unwrap_or("")
+            ))
+            .expect("encode")
+        })
+        .collect();
+    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    let starts: Vec<usize> = rows.iter().map(|r| r.len() / 2).collect();
+    let tb = TokenBatch::right_padded(&refs, &starts).expect("batch");
+    let run = |dev: EngineDevice| {
+        let mut l = Learner::on(dev, &model, (0.9, 0.95), 1e-8, 0.0).expect("learner");
+        let req = GenerateRequest {
+            prompts: prompts.clone(),
+            params: SamplingParams {
+                n: 4,
+                temperature: 1.0,
+                max_new_tokens: 48,
+                seed: 7,
+                ..Default::default()
+            },
+        };
+        let samples: Vec<Vec<u32>> = generate::generate(&l.decoder(), &tok, &req, |_| {})
+            .expect("generate")
+            .into_iter()
+            .map(|g| g.token_ids)
+            .collect();
+        let lp = l.logprobs(&tb).expect("logprobs");
+        l.accumulate(&tb, &mut |start, _, d: &mut [f32]| {
+            for (i, x) in d.iter_mut().enumerate() {
+                *x = 0.01 * ((start + i) % 5) as f32 - 0.02;
+            }
+        })
+        .expect("accumulate");
+        let names: Vec<String> = l.layout().params.iter().map(|p| p.name.clone()).collect();
+        let grads: Vec<Vec<f32>> = names.iter().map(|n| l.grad(n).expect("grad")).collect();
+        let norm = l.clip_grad_norm(1.0).expect("clip");
+        l.optimizer_step(1e-3);
+        let after: Vec<Vec<f32>> = names.iter().map(|n| l.param(n).expect("param")).collect();
+        (samples, lp, names, grads, norm, after)
+    };
+    let cpu = run(EngineDevice::Cpu);
+    let gpu = run(EngineDevice::Wgpu(None));
+    assert_eq!(gpu.0, cpu.0, "sampled rollouts");
+    assert!(cpu.0.iter().any(|s| s.len() > 8), "the model wrote answers");
+    close("log-probs", &gpu.1, &cpu.1, 1e-5);
+    for (i, name) in cpu.2.iter().enumerate() {
+        close(&format!("gradient of {name}"), &gpu.3[i], &cpu.3[i], 1e-4);
+        // Adam's first step moves each weight by about ±lr whatever the
+        // gradient's size, so a gradient near zero whose sign differs in
+        // the last bits moves its weight the other way: 1e-4, as the
+        // whole-model tests.
+        close(&format!("{name} after AdamW"), &gpu.5[i], &cpu.5[i], 1e-4);
+    }
+    assert!(
+        (gpu.4 - cpu.4).abs() <= 1e-5 * cpu.4,
+        "gradient norm: wgpu {} vs cpu {}",
+        gpu.4,
+        cpu.4
+    );
+}
+
+#[test]
+fn demo_config_runs_three_serl_steps_on_wgpu_like_cpu() {
+    // The embedded demo's configuration (self-instruction, 16 problems × 8
+    // answers, equivalence vote, Reinforce++), three steps on each backend
+    // from one seed, without the 200-problem evaluations.
+    use serl_core::train::{Config, Trainer};
+    if device().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("serl-wgpu-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = Config::from_file(&demo_dir().join("serl-demo.toml")).expect("demo config");
+    let mut metrics = Vec::new();
+    for dev in ["cpu", "wgpu"] {
+        let cfg = Config {
+            out: dir.join(dev),
+            device: dev.into(),
+            steps: 3,
+            eval_steps: 0,
+            eval_data: None,
+            ..base.clone()
+        };
+        let mut t = Trainer::new(cfg).expect("trainer");
+        let clock = std::time::Instant::now();
+        t.train(3, |_| {}).expect("train");
+        eprintln!("{dev}: 3 steps in {:.1} s", clock.elapsed().as_secs_f64());
+        let text = std::fs::read_to_string(dir.join(dev).join("metrics.jsonl")).expect("metrics");
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{dev}: {text}");
+        metrics.push(rows);
+    }
+    let (cpu, gpu) = (&metrics[0], &metrics[1]);
+    for (step, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+        // Step 1 samples from the same weights: the same problems, answers
+        // and votes. Later steps sample from weights that differ in the
+        // last bits, so a sampled token may differ: close, not equal.
+        for key in ["reward_mean", "agreement_mean", "response_len_mean"] {
+            let (a, b) = (g[key].as_f64(), c[key].as_f64());
+            assert!(a.is_some() && b.is_some(), "step {step} {key}: {g} / {c}");
+            if step == 0 {
+                assert_eq!(a, b, "step 1 {key}");
+            } else {
+                let (a, b) = (a.unwrap_or(0.0), b.unwrap_or(0.0));
+                assert!(
+                    (a - b).abs() <= 0.25 * (1.0 + b.abs()),
+                    "step {} {key}: wgpu {a} cpu {b}",
+                    step + 1
+                );
+            }
+        }
+        for key in ["loss", "grad_norm"] {
+            let (a, b) = (
+                g[key].as_f64().unwrap_or(f64::NAN),
+                c[key].as_f64().unwrap_or(f64::NAN),
+            );
+            assert!(
+                a.is_finite() && b.is_finite(),
+                "step {} {key}: {a} {b}",
+                step + 1
+            );
+            if step == 0 {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "step 1 {key}: wgpu {a} cpu {b}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn command_line_lists_adapters_and_generates_on_wgpu_as_on_cpu() {
+    // `serl devices` names the adapter; `serl generate --device wgpu` on the
+    // demo model prints what `--device cpu` prints (seeded sampling, JSON).
+    use std::process::Command;
+    if device().is_none() {
+        return;
+    }
+    let serl = env!("CARGO_BIN_EXE_serl");
+    let out = Command::new(serl)
+        .arg("devices")
+        .output()
+        .expect("serl devices");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["device"], "cpu", "{text}");
+    assert!(
+        lines[1..]
+            .iter()
+            .any(|l| l["device"] == "wgpu:0" && l["max_storage_binding"].as_u64() > Some(0)),
+        "{text}"
+    );
+    let run = |dev: &str| {
+        let out = Command::new(serl)
+            .args(["generate", "--model"])
+            .arg(demo_dir().join("model"))
+            .args(["--prompt", "Ann has 12 apples. She gets 5 more and then gives away 3. How many apples does Ann have now?"])
+            .args(["--n", "3", "--seed", "5", "--max-new-tokens", "40", "--json", "--device", dev])
+            .output()
+            .expect("serl generate");
+        assert!(
+            out.status.success(),
+            "{dev}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let parse = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let cpu = parse(run("cpu"));
+    let gpu = parse(run("wgpu"));
+    assert_eq!(cpu.len(), 3, "{cpu:?}");
+    assert_eq!(gpu.len(), 3, "{gpu:?}");
+    for (g, c) in gpu.iter().zip(&cpu) {
+        for key in ["text", "token_ids", "finish_reason"] {
+            assert_eq!(g[key], c[key], "{key}");
+        }
+        let lp = |v: &serde_json::Value| -> Vec<f32> {
+            v["logprobs"]
+                .as_array()
+                .expect("logprobs")
+                .iter()
+                .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
+                .collect()
+        };
+        close("sampled tokens' log-probs", &lp(g), &lp(c), 1e-4);
+    }
+    let bad = Command::new(serl)
+        .args(["generate", "--model"])
+        .arg(demo_dir().join("model"))
+        .args(["--prompt", "x", "--device", "wgpu:99"])
+        .output()
+        .expect("serl generate");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("wgpu:99"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -199,7 +199,11 @@ impl Engine {
         match device {
             EngineDevice::Cpu => Ok(Engine::Cpu(Box::new(Core::new(Cpu, model, train)?))),
             #[cfg(feature = "wgpu")]
-            EngineDevice::Wgpu(i) => Ok(Engine::Wgpu(Box::new(Core::new(Wgpu::shared(i)?, model, train)?))),
+            EngineDevice::Wgpu(i) => Ok(Engine::Wgpu(Box::new(Core::new(
+                Wgpu::shared(i)?,
+                model,
+                train,
+            )?))),
             #[cfg(not(feature = "wgpu"))]
             EngineDevice::Wgpu(_) => Err(TrainError::Config(
                 "device wgpu: this build has no wgpu backend (build with the `wgpu` feature)"
