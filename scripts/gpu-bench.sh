@@ -18,6 +18,8 @@
 #   MICRO, SEQ   the update's micro-batch (default 4 x 320)
 #   PEAK_GBPS, PEAK_TFLOPS  the GPU's memory bandwidth and f32 FLOP/s, when
 #                the GPU is not one the table below knows
+#   SERL_PROFILE=1  also prints each update's forward + backward per kernel
+#                (stderr; the backend waits after every kernel for it)
 # Output: one JSON line per measurement (bench_model's), then a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,7 +16,8 @@
 //!     at batch 1 and 64 (64-token prompts, NEW new tokens) with the decode
 //!     steps' weight + KV-cache GB/s, and one update (reference forward,
 //!     forward + backward, clipping, AdamW on MICRO × SEQ tokens) with its
-//!     model TFLOP/s (what scripts/gpu-bench.sh runs)
+//!     model TFLOP/s (what scripts/gpu-bench.sh runs); with `SERL_PROFILE`
+//!     set, the update's forward + backward kernel by kernel on stderr
 //!
 //! Prints one JSON line per run.
 
@@ -417,6 +418,7 @@ fn device_bench() -> Res<()> {
     let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
     let prompt = 64.min(seq - 1);
     let tb = TokenBatch::right_padded(&refs, &vec![prompt; micro])?;
+    let profiling = std::env::var_os("SERL_PROFILE").is_some();
     let secs = median(1, || {
         std::hint::black_box(reference.logprobs(&tb)?);
         learner.accumulate(&tb, &mut |_, _, d| d.fill(1e-3))?;
@@ -424,6 +426,12 @@ fn device_bench() -> Res<()> {
         learner.optimizer_step(1e-6);
         Ok(())
     })?;
+    if profiling {
+        // Once more, kernel by kernel (the backend waits after each).
+        learner.set_profiling(true);
+        learner.accumulate(&tb, &mut |_, _, d| d.fill(1e-3))?;
+        print_profile(&mut learner, 1);
+    }
     // Reference forward, forward, and a backward of twice a forward.
     let flops = 4.0 * forward_flops(&cfg, micro, seq, seq - prompt);
     println!(

@@ -336,3 +336,63 @@ fn scoring_without_a_backward_gives_the_learners_log_probs() {
         assert!(e.to_string().contains("training activations"), "{e}");
     }
 }
+
+#[test]
+fn batched_prefill_matches_one_prompt_at_a_time() {
+    // Prompts of mixed lengths prefilled together (left-padded, in two
+    // batches: 40 × up to 130 tokens exceed one batch's 4,096), each row
+    // repeated for 2 samples, against one prefill per prompt merged: the
+    // same first logits, then the same logits over decode steps.
+    use serl_core::engine::{Cpu, Llama};
+    let cfg = tiny_config(Family::Qwen2, false);
+    let llama = Llama::new(Cpu, cfg.clone()).expect("llama");
+    let total = llama.layout().total;
+    let params: Vec<f32> = (0..total)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3)
+        .collect();
+    let v = cfg.vocab_size as u32;
+    let prompts: Vec<Vec<u32>> = (0..40)
+        .map(|p| {
+            (0..1 + (p * 37) % 130)
+                .map(|i| ((p * 31 + i * 7) as u32) % v)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let (mut batched, first) = llama.prefill_many(&params, &refs, 2, 6).expect("batched");
+    let mut singles = Vec::new();
+    let mut want_first = Vec::new();
+    for p in &refs {
+        let mut c = llama.new_cache(1, p.len() + 6).expect("cache");
+        want_first.extend(
+            llama
+                .step(&params, &mut c, p, p.len(), false)
+                .expect("prefill"),
+        );
+        singles.push(c);
+    }
+    let parts: Vec<_> = singles.iter().map(|c| (c, 2)).collect();
+    let mut merged = llama.merge(&parts, 6).expect("merge");
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{what}: {worst}");
+    };
+    close(&first, &want_first, "prefill logits");
+    assert_eq!(batched.batch(), 80);
+    for step in 0..6u32 {
+        let tokens: Vec<u32> = (0..80u32).map(|r| (r * 13 + step * 5) % v).collect();
+        let got = llama
+            .step(&params, &mut batched, &tokens, 1, false)
+            .expect("step");
+        let want = llama
+            .step(&params, &mut merged, &tokens, 1, false)
+            .expect("step");
+        close(&got, &want, &format!("decode step {step}"));
+    }
+    assert!(llama.prefill_many(&params, &[&[1, 2], &[]], 1, 4).is_err());
+}

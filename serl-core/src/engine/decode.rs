@@ -23,7 +23,8 @@ struct Scratch<B: Backend> {
 }
 
 /// The key/value cache of a batch of sequences being sampled: rows are
-/// left-padded to a common length, pad slots masked.
+/// left-padded to a common length, pad slots masked. Slot `j` of row `s`
+/// holds position `j - pad[s]`.
 pub struct KvCache<B: Backend> {
     k: Vec<B::Buf>,
     v: Vec<B::Buf>,
@@ -31,9 +32,12 @@ pub struct KvCache<B: Backend> {
     cap: usize,
     len: usize,
     pad: Vec<u32>,
-    next_pos: Vec<u32>,
     scratch: Option<Scratch<B>>,
 }
+
+/// Most prompt tokens (padding included) one batched prefill runs at once:
+/// bounds its working memory however many prompts a request holds.
+const PREFILL_TOKENS: usize = 4096;
 
 impl<B: Backend> KvCache<B> {
     /// Number of sequences.
@@ -73,7 +77,6 @@ impl<B: Backend> Llama<B> {
             cap,
             len: 0,
             pad: vec![0; b],
-            next_pos: vec![0; b],
             scratch: None,
         })
     }
@@ -134,7 +137,8 @@ impl<B: Backend> Llama<B> {
         let mut pos = Vec::with_capacity(b * t);
         for s in 0..b {
             for i in 0..t {
-                let p = cache.next_pos[s] as usize + i;
+                // Pad slots (masked from every query) take position 0.
+                let p = (cache.len + i).saturating_sub(cache.pad[s] as usize);
                 if p >= self.rope_len {
                     return Err(EngineError::Invalid(format!(
                         "position {p} exceeds the position table ({})",
@@ -199,9 +203,6 @@ impl<B: Backend> Llama<B> {
             be.matmul(&sc.hsw, params, ls.down, None, &mut sc.x, (n, im, h), true);
         }
         cache.len += t;
-        for p in cache.next_pos.iter_mut() {
-            *p += t as u32;
-        }
         // The head runs on the positions whose logits are asked for only.
         let rows = if all { n } else { b };
         let src = if all {
@@ -244,7 +245,68 @@ impl<B: Backend> Llama<B> {
         Ok(out)
     }
 
-    /// One cache holding the given single-sequence caches, each repeated
+    /// Prefills several prompts as one batch (left-padded to the longest,
+    /// pad slots masked) into a cache with room for `extra` more tokens;
+    /// returns each prompt's next-token logits, `[prompts, V]`.
+    pub fn prefill_batch(
+        &self,
+        params: &B::Buf,
+        prompts: &[&[u32]],
+        extra: usize,
+    ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        if prompts.is_empty() || prompts.iter().any(|p| p.is_empty()) {
+            return Err(EngineError::Invalid("prefill: an empty prompt".into()));
+        }
+        let mut cache = self.new_cache(prompts.len(), longest + extra)?;
+        let mut tokens = Vec::with_capacity(prompts.len() * longest);
+        for (s, p) in prompts.iter().enumerate() {
+            let pad = longest - p.len();
+            cache.pad[s] = pad as u32;
+            tokens.extend(std::iter::repeat_n(0, pad));
+            tokens.extend_from_slice(p);
+        }
+        let logits = self.step(params, &mut cache, &tokens, longest, false)?;
+        Ok((cache, logits))
+    }
+
+    /// [`Llama::prefill_batch`] of any number of prompts, in batches of at
+    /// most [`PREFILL_TOKENS`] padded tokens, merged into one cache in which
+    /// each prompt's row is repeated `n` times (the samples of a prompt
+    /// share its prefill); returns each prompt's logits, `[prompts, V]`.
+    pub fn prefill_many(
+        &self,
+        params: &B::Buf,
+        prompts: &[&[u32]],
+        n: usize,
+        extra: usize,
+    ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
+        let mut parts = Vec::new();
+        let mut logits = Vec::new();
+        let mut start = 0;
+        while start < prompts.len() {
+            // Prompts of similar length share a batch (little padding)
+            // only as they come: the order is the caller's.
+            let mut end = start + 1;
+            let mut longest = prompts[start].len();
+            while end < prompts.len() {
+                let l = longest.max(prompts[end].len());
+                if l * (end + 1 - start) > PREFILL_TOKENS {
+                    break;
+                }
+                longest = l;
+                end += 1;
+            }
+            let (c, l) = self.prefill_batch(params, &prompts[start..end], extra)?;
+            logits.extend(l);
+            parts.push(c);
+            start = end;
+        }
+        let refs: Vec<(&KvCache<B>, usize)> = parts.iter().map(|c| (c, n)).collect();
+        Ok((self.merge(&refs, extra)?, logits))
+    }
+
+    /// One cache holding every row of the given caches, each row repeated
     /// `n` times (the samples of one prompt share its prefill), left-padded
     /// to the longest, with room for `extra` more tokens.
     pub fn merge(
@@ -252,27 +314,28 @@ impl<B: Backend> Llama<B> {
         parts: &[(&KvCache<B>, usize)],
         extra: usize,
     ) -> Result<KvCache<B>, EngineError> {
-        if parts.is_empty() || parts.iter().any(|(c, _)| c.b != 1) {
-            return Err(EngineError::Invalid(
-                "merge: needs single-sequence caches".into(),
-            ));
+        if parts.is_empty() {
+            return Err(EngineError::Invalid("merge: no caches".into()));
         }
         let longest = parts.iter().map(|(c, _)| c.len).max().unwrap_or(0);
-        let rows: usize = parts.iter().map(|(_, n)| n).sum();
+        let rows: usize = parts.iter().map(|(c, n)| c.b * n).sum();
         let mut out = self.new_cache(rows, longest + extra)?;
         let w = self.kv_width();
         let mut r = 0;
         for (c, n) in parts {
             let shift = longest - c.len;
-            for _ in 0..*n {
-                for l in 0..self.cfg.num_hidden_layers {
-                    let to = r * out.cap + shift;
-                    self.be.copy_rows(&c.k[l], 0, &mut out.k[l], to, c.len, w);
-                    self.be.copy_rows(&c.v[l], 0, &mut out.v[l], to, c.len, w);
+            for row in 0..c.b {
+                for _ in 0..*n {
+                    for l in 0..self.cfg.num_hidden_layers {
+                        let (from, to) = (row * c.cap, r * out.cap + shift);
+                        self.be
+                            .copy_rows(&c.k[l], from, &mut out.k[l], to, c.len, w);
+                        self.be
+                            .copy_rows(&c.v[l], from, &mut out.v[l], to, c.len, w);
+                    }
+                    out.pad[r] = (shift + c.pad[row] as usize) as u32;
+                    r += 1;
                 }
-                out.pad[r] = (shift + c.pad[0] as usize) as u32;
-                out.next_pos[r] = c.next_pos[0];
-                r += 1;
             }
         }
         out.len = longest;
@@ -302,7 +365,6 @@ impl<B: Backend> Llama<B> {
             cache.v[l] = v;
         }
         cache.pad = rows.iter().map(|&r| cache.pad[r]).collect();
-        cache.next_pos = rows.iter().map(|&r| cache.next_pos[r]).collect();
         cache.b = rows.len();
         Ok(())
     }

@@ -230,12 +230,17 @@ impl Profile {
     }
 }
 
-/// Runs a kernel call, adding its time to the profile when one is kept.
+/// Runs a kernel call on backend `$be`, adding its time to the profile
+/// when one is kept. Profiling waits for the backend after each call, so
+/// an asynchronous backend (wgpu) is timed per kernel too, at the cost of
+/// its pipelining.
 macro_rules! timed {
-    ($p:expr, $name:expr, $e:expr) => {{
+    ($be:expr, $p:expr, $name:expr, $e:expr) => {{
         let t0 = $p.as_ref().map(|_| std::time::Instant::now());
         let r = $e;
         if let (Some(p), Some(t0)) = ($p.as_mut(), t0) {
+            // A device error surfaces at the next read; the profile only times.
+            let _ = $be.sync();
             p.add($name, t0.elapsed().as_secs_f64());
         }
         r
@@ -447,6 +452,7 @@ impl<B: Backend> Llama<B> {
         let a = acts;
 
         timed!(
+            be,
             prof,
             "embedding",
             be.embedding(params, lay.embed, &ids, n, &mut a.stream[0], h)
@@ -465,12 +471,14 @@ impl<B: Backend> Llama<B> {
             };
             self.attn_in(params, ls, x, io, &pos, n, prof);
             timed!(
+                be,
                 prof,
                 "attention",
                 be.attention(&la.q, &la.k, &la.v, &mut la.ctx, &mut la.lse, &pad, dims)
             );
-            timed!(prof, "copy", be.copy(x, &mut la.x_mid, n * h));
+            timed!(be, prof, "copy", be.copy(x, &mut la.x_mid, n * h));
             timed!(
+                be,
                 prof,
                 "matmul",
                 be.matmul(&la.ctx, params, ls.o, None, &mut la.x_mid, (n, nq, h), true)
@@ -482,9 +490,15 @@ impl<B: Backend> Llama<B> {
                 u: &mut a.u,
             };
             self.mlp_in(params, ls, &la.x_mid, io, n, prof);
-            timed!(prof, "swiglu", be.swiglu(&a.g, &a.u, &mut a.hsw, n * im));
-            timed!(prof, "copy", be.copy(&la.x_mid, out, n * h));
             timed!(
+                be,
+                prof,
+                "swiglu",
+                be.swiglu(&a.g, &a.u, &mut a.hsw, n * im)
+            );
+            timed!(be, prof, "copy", be.copy(&la.x_mid, out, n * h));
+            timed!(
+                be,
                 prof,
                 "matmul",
                 be.matmul(&a.hsw, params, ls.down, None, out, (n, im, h), true)
@@ -492,6 +506,7 @@ impl<B: Backend> Llama<B> {
         }
         let last = &a.stream[a.slot(cfg.num_hidden_layers)];
         timed!(
+            be,
             prof,
             "rmsnorm",
             be.rmsnorm(last, params, lay.norm, &mut a.hf, &mut a.rstd_f, n, h, eps)
@@ -501,12 +516,13 @@ impl<B: Backend> Llama<B> {
         let mut grad = grad;
         // With a gradient, `dnorm` receives ∂loss/∂(final normed hidden).
         if grad.is_some() {
-            timed!(prof, "zero", be.zero(&mut a.dnorm, n * h));
+            timed!(be, prof, "zero", be.zero(&mut a.dnorm, n * h));
         }
         let tail_grad = grad
             .as_mut()
             .map(|(hook, grads)| (&mut **hook, &mut a.dnorm, &mut **grads));
         let lp = timed!(
+            be,
             prof,
             "logprob_tail",
             be.logprob_tail(
@@ -526,8 +542,9 @@ impl<B: Backend> Llama<B> {
         };
 
         // Backward.
-        timed!(prof, "zero", be.zero(&mut a.dx, n * h));
+        timed!(be, prof, "zero", be.zero(&mut a.dx, n * h));
         timed!(
+            be,
             prof,
             "rmsnorm_bwd",
             be.rmsnorm_bwd(
@@ -545,44 +562,57 @@ impl<B: Backend> Llama<B> {
                 u: &mut a.u,
             };
             self.mlp_in(params, ls, &la.x_mid, io, n, prof);
-            timed!(prof, "swiglu", be.swiglu(&a.g, &a.u, &mut a.hsw, n * im));
             timed!(
+                be,
+                prof,
+                "swiglu",
+                be.swiglu(&a.g, &a.u, &mut a.hsw, n * im)
+            );
+            timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dx, &a.hsw, grads, ls.down, None, (n, im, h))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dx, params, ls.down, &mut a.dhsw, (n, im, h), false)
             );
             timed!(
+                be,
                 prof,
                 "swiglu_bwd",
                 be.swiglu_bwd(&a.g, &a.u, &a.dhsw, &mut a.dg, &mut a.du, n * im)
             );
             // (`norm` still holds norm(x_mid) from the recomputation.)
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dg, &a.norm, grads, ls.gate, None, (n, h, im))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.du, &a.norm, grads, ls.up, None, (n, h, im))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dg, params, ls.gate, &mut a.dnorm, (n, h, im), false)
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.du, params, ls.up, &mut a.dnorm, (n, h, im), true)
             );
             timed!(
+                be,
                 prof,
                 "rmsnorm_bwd",
                 be.rmsnorm_bwd(
@@ -599,19 +629,22 @@ impl<B: Backend> Llama<B> {
             );
             // Attention: x_mid = x + o(attn(rope(q(a)), rope(k(a)), v(a))), a = norm(x).
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dx, &la.ctx, grads, ls.o, None, (n, nq, h))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dx, params, ls.o, &mut a.dctx, (n, nq, h), false)
             );
-            timed!(prof, "zero", be.zero(&mut a.dq, n * nq));
-            timed!(prof, "zero", be.zero(&mut a.dk, n * nk));
-            timed!(prof, "zero", be.zero(&mut a.dv, n * nk));
+            timed!(be, prof, "zero", be.zero(&mut a.dq, n * nq));
+            timed!(be, prof, "zero", be.zero(&mut a.dk, n * nk));
+            timed!(be, prof, "zero", be.zero(&mut a.dv, n * nk));
             timed!(
+                be,
                 prof,
                 "attention_bwd",
                 be.attention_bwd(
@@ -620,51 +653,61 @@ impl<B: Backend> Llama<B> {
                 )
             );
             timed!(
+                be,
                 prof,
                 "rope",
                 be.rope(&mut a.dq, &pos, n, &self.cos, &self.sin, nh, hd, true)
             );
             timed!(
+                be,
                 prof,
                 "rope",
                 be.rope(&mut a.dk, &pos, n, &self.cos, &self.sin, nkv, hd, true)
             );
             timed!(
+                be,
                 prof,
                 "rmsnorm_apply",
                 be.rmsnorm_apply(x, params, ls.input_norm, &la.rstd1, &mut a.norm, n, h)
             );
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dq, &a.norm, grads, ls.q, ls.q_bias, (n, h, nq))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dk, &a.norm, grads, ls.k, ls.k_bias, (n, h, nk))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dw",
                 be.matmul_dw(&a.dv, &a.norm, grads, ls.v, ls.v_bias, (n, h, nk))
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dq, params, ls.q, &mut a.dnorm, (n, h, nq), false)
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dk, params, ls.k, &mut a.dnorm, (n, h, nk), true)
             );
             timed!(
+                be,
                 prof,
                 "matmul_dx",
                 be.matmul_dx(&a.dv, params, ls.v, &mut a.dnorm, (n, h, nk), true)
             );
             timed!(
+                be,
                 prof,
                 "rmsnorm_bwd",
                 be.rmsnorm_bwd(
@@ -681,6 +724,7 @@ impl<B: Backend> Llama<B> {
             );
         }
         timed!(
+            be,
             prof,
             "embedding_bwd",
             be.embedding_bwd(grads, lay.embed, &ids, n, &a.dx, h)
@@ -721,31 +765,37 @@ impl<B: Backend> Llama<B> {
         let (be, w) = (&self.be, self.widths());
         let (h, nq, nk) = (w.h, w.nq, w.nk);
         timed!(
+            be,
             prof,
             "rmsnorm",
             be.rmsnorm(x, params, ls.input_norm, o.norm, o.rstd, n, h, w.eps)
         );
         timed!(
+            be,
             prof,
             "matmul",
             be.matmul(o.norm, params, ls.q, ls.q_bias, o.q, (n, h, nq), false)
         );
         timed!(
+            be,
             prof,
             "matmul",
             be.matmul(o.norm, params, ls.k, ls.k_bias, o.k, (n, h, nk), false)
         );
         timed!(
+            be,
             prof,
             "matmul",
             be.matmul(o.norm, params, ls.v, ls.v_bias, o.v, (n, h, nk), false)
         );
         timed!(
+            be,
             prof,
             "rope",
             be.rope(o.q, pos, n, &self.cos, &self.sin, w.nh, w.hd, false)
         );
         timed!(
+            be,
             prof,
             "rope",
             be.rope(o.k, pos, n, &self.cos, &self.sin, w.nkv, w.hd, false)
@@ -766,16 +816,19 @@ impl<B: Backend> Llama<B> {
         let (be, w) = (&self.be, self.widths());
         let (h, im) = (w.h, w.im);
         timed!(
+            be,
             prof,
             "rmsnorm",
             be.rmsnorm(x, params, ls.post_norm, o.norm, o.rstd, n, h, w.eps)
         );
         timed!(
+            be,
             prof,
             "matmul",
             be.matmul(o.norm, params, ls.gate, None, o.g, (n, h, im), false)
         );
         timed!(
+            be,
             prof,
             "matmul",
             be.matmul(o.norm, params, ls.up, None, o.u, (n, h, im), false)

@@ -27,6 +27,27 @@ pub trait Decoder {
         parts: &[(&Self::State, usize)],
         extra: usize,
     ) -> Result<Self::State, ModelError>;
+    /// Prefills several prompts into one batch in which each prompt's row
+    /// is repeated `n` times, with room for `extra` tokens; returns each
+    /// prompt's last-position logits. By default one [`Decoder::prefill`]
+    /// per prompt, then [`Decoder::merge`]; the engine runs the prompts
+    /// together (fewer, larger matrix products and kernel launches).
+    fn prefill_many(
+        &self,
+        prompts: &[&[u32]],
+        n: usize,
+        extra: usize,
+    ) -> Result<(Self::State, Vec<Vec<f32>>), ModelError> {
+        let mut states = Vec::with_capacity(prompts.len());
+        let mut logits = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            let (s, l) = self.prefill(p, extra)?;
+            states.push(s);
+            logits.push(l);
+        }
+        let parts: Vec<(&Self::State, usize)> = states.iter().map(|s| (s, n)).collect();
+        Ok((self.merge(&parts, extra)?, logits))
+    }
     /// Keeps the listed rows, in order.
     fn select(&self, state: &mut Self::State, rows: &[usize]) -> Result<(), ModelError>;
     /// Appends one token per row; returns each row's next-token logits.
@@ -102,6 +123,17 @@ impl<B: Backend> Decoder for EngineDecoder<'_, B> {
         extra: usize,
     ) -> Result<KvCache<B>, ModelError> {
         Ok(self.llama.merge(parts, extra)?)
+    }
+
+    fn prefill_many(
+        &self,
+        prompts: &[&[u32]],
+        n: usize,
+        extra: usize,
+    ) -> Result<(KvCache<B>, Vec<Vec<f32>>), ModelError> {
+        let v = self.llama.config().vocab_size;
+        let (cache, flat) = self.llama.prefill_many(self.params, prompts, n, extra)?;
+        Ok((cache, flat.chunks(v).map(<[f32]>::to_vec).collect()))
     }
 
     fn select(&self, state: &mut KvCache<B>, rows: &[usize]) -> Result<(), ModelError> {
@@ -193,6 +225,23 @@ impl Decoder for AnyDecoder<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 d.merge(&p, extra).map(AnyCache::Wgpu)
             }
+        }
+    }
+
+    fn prefill_many(
+        &self,
+        prompts: &[&[u32]],
+        n: usize,
+        extra: usize,
+    ) -> Result<(AnyCache, Vec<Vec<f32>>), ModelError> {
+        match self {
+            AnyDecoder::Cpu(d) => d
+                .prefill_many(prompts, n, extra)
+                .map(|(c, l)| (AnyCache::Cpu(c), l)),
+            #[cfg(feature = "wgpu")]
+            AnyDecoder::Wgpu(d) => d
+                .prefill_many(prompts, n, extra)
+                .map(|(c, l)| (AnyCache::Wgpu(c), l)),
         }
     }
 
@@ -412,14 +461,15 @@ pub fn generate<D: Decoder + ?Sized>(
         presence_penalty: p.presence_penalty,
         frequency_penalty: p.frequency_penalty,
     };
-    // Prefill each prompt once; its n samples share the cache.
-    let mut states = Vec::with_capacity(req.prompts.len());
+    // Prefill each prompt once (all together where the model can); its n
+    // samples share the cache.
+    if let Some(pi) = req.prompts.iter().position(Vec::is_empty) {
+        return Err(ModelError::Invalid(format!("prompt {pi} is empty")));
+    }
+    let prompts: Vec<&[u32]> = req.prompts.iter().map(Vec::as_slice).collect();
+    let (mut state, first) = model.prefill_many(&prompts, p.n, p.max_new_tokens)?;
     let mut rows = Vec::new();
-    for (pi, prompt) in req.prompts.iter().enumerate() {
-        if prompt.is_empty() {
-            return Err(ModelError::Invalid(format!("prompt {pi} is empty")));
-        }
-        let (state, logits) = model.prefill(prompt, p.max_new_tokens)?;
+    for (pi, logits) in first.iter().enumerate() {
         for s in 0..p.n {
             let mut row = Row {
                 prompt: pi,
@@ -432,7 +482,7 @@ pub fn generate<D: Decoder + ?Sized>(
             };
             let mut l = logits.clone();
             let t = sample::choose(&mut l, &row.counts, &knobs, &mut row.rng);
-            row.push(t as u32, sample::logprob_of(&logits, t));
+            row.push(t as u32, sample::logprob_of(logits, t));
             on_token(TokenEvent {
                 prompt_index: pi,
                 sample_index: s,
@@ -440,14 +490,11 @@ pub fn generate<D: Decoder + ?Sized>(
             });
             rows.push(row);
         }
-        states.push(state);
     }
+    drop(first);
     for row in rows.iter_mut() {
         check_done(row, &eos, p, tokenizer)?;
     }
-    let parts: Vec<(&D::State, usize)> = states.iter().map(|s| (s, p.n)).collect();
-    let mut state = model.merge(&parts, p.max_new_tokens)?;
-    drop(states);
     // Rows of the batch still running, as indices into `rows`.
     let mut active: Vec<usize> = (0..rows.len()).collect();
     loop {
