@@ -442,12 +442,7 @@ fn device_bench() -> Res<()> {
     Ok(())
 }
 
+/// The largest logit's token.
 fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
+    serl_core::model::argmax(x) as u32
 }

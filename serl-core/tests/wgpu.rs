@@ -487,14 +487,9 @@ fn greedy<B: Backend>(be: B, cfg: &ModelConfig, weights: &[f32], steps: usize) -
     out
 }
 
+/// The largest logit's token.
 fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
+    serl_core::model::argmax(x) as u32
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub use generate::{
     AnyCache, AnyDecoder, Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams,
 };
 pub use llama::{Model, RolloutState};
+pub use sample::argmax;
 pub use store::{LoadOptions, load_model, save_hf_meta, save_hf_tensors, write_atomic};
 pub(crate) use store::{is_tmp_name, tmp_path as store_tmp_path};
 pub use tokenizer::{CHATML_TEMPLATE, ChatMessage, Tokenizer, byte_to_char};

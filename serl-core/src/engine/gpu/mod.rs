@@ -13,13 +13,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use wgpu::util::DeviceExt;
-
 use super::kernels::{AttnDims, GradFn};
 use super::{Backend, EngineError, MmDims, Span};
 
 /// Launches recorded before the encoder is submitted without waiting.
 const FLUSH_EVERY: usize = 256;
+/// Bytes between two launches' parameter blocks in the shared uniform
+/// buffer: WebGPU's largest uniform offset alignment, so any adapter takes it.
+const PARAM_STRIDE: usize = 256;
+/// Bytes of one launch's parameters (16 scalars).
+const PARAM_BYTES: usize = 64;
 /// Positions per chunk of the fused output tail (its `[chunk, vocab]`
 /// logits are the largest scratch buffer).
 const TAIL_CHUNK: usize = 256;
@@ -133,6 +136,14 @@ pub struct AdapterSummary {
     pub max_storage_binding: u64,
 }
 
+/// An encoder being recorded: its commands, how many there are, and the
+/// parameter blocks of its launches.
+struct Pending {
+    enc: wgpu::CommandEncoder,
+    records: usize,
+    params: Vec<u8>,
+}
+
 struct Inner {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -143,7 +154,10 @@ struct Inner {
     /// Binding offsets' alignment in elements.
     align: usize,
     pipes: Mutex<HashMap<&'static str, wgpu::ComputePipeline>>,
-    pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
+    pending: Mutex<Option<Pending>>,
+    /// The parameter blocks of one encoder's launches, slot by slot
+    /// (written once, just before the encoder is submitted).
+    params: wgpu::Buffer,
     error: Arc<Mutex<Option<String>>>,
 }
 
@@ -270,6 +284,12 @@ impl Wgpu {
             ..Default::default()
         }))
         .map_err(|e| EngineError::Device(format!("wgpu: adapter {name}: {e}")))?;
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("libserl launch parameters"),
+            size: (FLUSH_EVERY * PARAM_STRIDE) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = Arc::clone(&error);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -284,6 +304,7 @@ impl Wgpu {
             align,
             pipes: Mutex::new(HashMap::new()),
             pending: Mutex::new(None),
+            params,
             error,
         })))
     }
@@ -399,17 +420,23 @@ impl Wgpu {
     /// buffers bound at 1, 2, … in order.
     fn launch(&self, name: &'static str, params: &[u32], bufs: &[Bind<'_>], grid: (u32, u32)) {
         let pipe = self.pipeline(name);
-        let mut p = [0u32; 16];
+        let mut p = [0u32; PARAM_BYTES / 4];
         p[..params.len()].copy_from_slice(params);
         let dev = &self.0.device;
-        let ub = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&p),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let mut pending = lock(&self.0.pending);
+        let pend = self.pending(&mut pending);
+        // This launch's block of the shared uniform buffer: one upload per
+        // submission instead of a buffer per launch.
+        let slot = pend.params.len() / PARAM_STRIDE;
+        pend.params.extend_from_slice(bytemuck::cast_slice(&p));
+        pend.params.resize((slot + 1) * PARAM_STRIDE, 0);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: ub.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.0.params,
+                offset: (slot * PARAM_STRIDE) as u64,
+                size: wgpu::BufferSize::new(PARAM_BYTES as u64),
+            }),
         }];
         for (i, b) in bufs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
@@ -426,37 +453,64 @@ impl Wgpu {
             layout: &pipe.get_bind_group_layout(0),
             entries: &entries,
         });
-        self.record(|enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        {
+            let mut pass = pend
+                .enc
+                .begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             pass.set_pipeline(&pipe);
             pass.set_bind_group(0, &bg, &[]);
             pass.dispatch_workgroups(grid.0, grid.1, 1);
-        });
+        }
+        self.recorded(&mut pending);
+    }
+
+    /// The encoder being recorded, started if there is none.
+    fn pending<'a>(&self, slot: &'a mut Option<Pending>) -> &'a mut Pending {
+        slot.get_or_insert_with(|| Pending {
+            enc: self
+                .0
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor::default()),
+            records: 0,
+            params: Vec::new(),
+        })
+    }
+
+    /// Counts one recorded command; submits the encoder after
+    /// [`FLUSH_EVERY`] (so the parameter slots never run out).
+    fn recorded(&self, pending: &mut Option<Pending>) {
+        if let Some(p) = pending.as_mut() {
+            p.records += 1;
+            if p.records >= FLUSH_EVERY {
+                self.submit(pending.take());
+            }
+        }
     }
 
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut pending = lock(&self.0.pending);
-        let (enc, n) = pending.get_or_insert_with(|| {
-            (
-                self.0
-                    .device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor::default()),
-                0,
-            )
-        });
-        f(enc);
-        *n += 1;
-        if *n >= FLUSH_EVERY
-            && let Some((enc, _)) = pending.take()
-        {
-            self.0.queue.submit([enc.finish()]);
+        f(&mut self.pending(&mut pending).enc);
+        self.recorded(&mut pending);
+    }
+
+    /// Uploads an encoder's launch parameters, then submits it (the upload
+    /// lands before its commands run, after those of earlier submissions).
+    fn submit(&self, pending: Option<Pending>) {
+        if let Some(p) = pending {
+            if !p.params.is_empty() {
+                self.0.queue.write_buffer(&self.0.params, 0, &p.params);
+            }
+            self.0.queue.submit([p.enc.finish()]);
         }
     }
 
     fn flush(&self) {
-        if let Some((enc, _)) = lock(&self.0.pending).take() {
-            self.0.queue.submit([enc.finish()]);
-        }
+        // Submitted under the lock: threads sharing the device (the shared
+        // adapter of a process) then submit encoders in recording order,
+        // and an encoder's parameter upload cannot land before another's
+        // commands have read theirs.
+        let mut pending = lock(&self.0.pending);
+        self.submit(pending.take());
     }
 
     fn copy_bytes(&self, src: &wgpu::Buffer, from: usize, dst: &wgpu::Buffer, to: usize, n: usize) {
