@@ -207,17 +207,7 @@ fn main() -> Res<()> {
                 &LoadOptions::default(),
             )?;
             let (micro, seq, steps) = (num(3), num(4), num(5));
-            let vocab = model.config().vocab_size;
-            let rows: Vec<Vec<u32>> = (0..micro)
-                .map(|b| {
-                    (0..seq)
-                        .map(|i| (((b * seq + i) * 7919) % vocab) as u32)
-                        .collect()
-                })
-                .collect();
-            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-            // Scored from a 64-token prompt on, as rollouts are.
-            let tb = TokenBatch::right_padded(&refs, &vec![64.min(seq - 1); micro])?;
+            let tb = update_batch(micro, seq, model.config().vocab_size)?;
             let mut learner = Learner::new(&model, (0.9, 0.95), 1e-8, 0.0)?;
             let mut reference = Scorer::new(&model)?;
             // The learner samples from its own weights: the loaded copy goes,
@@ -298,6 +288,23 @@ fn main() -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// `micro` synthetic token rows of `seq` tokens over a vocabulary of
+/// `vocab`, scored from a 64-token prompt on, as rollouts are.
+fn update_batch(micro: usize, seq: usize, vocab: usize) -> Res<TokenBatch> {
+    let rows: Vec<Vec<u32>> = (0..micro)
+        .map(|b| {
+            (0..seq)
+                .map(|i| (((b * seq + i) * 7919) % vocab) as u32)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+    Ok(TokenBatch::right_padded(
+        &refs,
+        &vec![64.min(seq - 1); micro],
+    )?)
 }
 
 /// A model shape by name, for random weights of real sizes.
@@ -408,16 +415,8 @@ fn device_bench() -> Res<()> {
             bytes / decode / 1e9
         );
     }
-    let rows: Vec<Vec<u32>> = (0..micro)
-        .map(|b| {
-            (0..seq)
-                .map(|i| (((b * seq + i) * 7919) % v) as u32)
-                .collect()
-        })
-        .collect();
-    let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
     let prompt = 64.min(seq - 1);
-    let tb = TokenBatch::right_padded(&refs, &vec![prompt; micro])?;
+    let tb = update_batch(micro, seq, v)?;
     let profiling = std::env::var_os("SERL_PROFILE").is_some();
     let secs = median(1, || {
         std::hint::black_box(reference.logprobs(&tb)?);

@@ -765,11 +765,13 @@ fn command_line_lists_adapters_and_generates_on_wgpu_as_on_cpu() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let parse = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines = parse(text.clone());
     assert_eq!(lines[0]["device"], "cpu", "{text}");
     assert!(
         lines[1..]
@@ -791,11 +793,6 @@ fn command_line_lists_adapters_and_generates_on_wgpu_as_on_cpu() {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let parse = |text: String| -> Vec<serde_json::Value> {
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect()
     };
     let cpu = parse(run("cpu"));
     let gpu = parse(run("wgpu"));

@@ -254,10 +254,13 @@ impl<B: Backend> Llama<B> {
         prompts: &[&[u32]],
         extra: usize,
     ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
-        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-        if prompts.is_empty() || prompts.iter().any(|p| p.is_empty()) {
+        if prompts.is_empty() {
+            return Err(EngineError::Invalid("prefill: no prompts".into()));
+        }
+        if prompts.iter().any(|p| p.is_empty()) {
             return Err(EngineError::Invalid("prefill: an empty prompt".into()));
         }
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
         let mut cache = self.new_cache(prompts.len(), longest + extra)?;
         let mut tokens = Vec::with_capacity(prompts.len() * longest);
         for (s, p) in prompts.iter().enumerate() {
@@ -271,7 +274,7 @@ impl<B: Backend> Llama<B> {
     }
 
     /// [`Llama::prefill_batch`] of any number of prompts, in batches of at
-    /// most [`PREFILL_TOKENS`] padded tokens, merged into one cache in which
+    /// most 4,096 padded tokens, merged into one cache in which
     /// each prompt's row is repeated `n` times (the samples of a prompt
     /// share its prefill); returns each prompt's logits, `[prompts, V]`.
     pub fn prefill_many(

@@ -110,11 +110,7 @@ impl<B: Backend> Decoder for EngineDecoder<'_, B> {
         if ids.is_empty() {
             return Err(ModelError::Invalid("empty prompt".into()));
         }
-        let mut cache = self.llama.new_cache(1, ids.len() + extra)?;
-        let logits = self
-            .llama
-            .step(self.params, &mut cache, ids, ids.len(), false)?;
-        Ok((cache, logits))
+        Ok(self.llama.prefill_batch(self.params, &[ids], extra)?)
     }
 
     fn merge(
