@@ -396,9 +396,10 @@ fn device_bench() -> Res<()> {
             drop(parts);
             let prefill = t.elapsed().as_secs_f64();
             let t = Instant::now();
+            let mut logits = Vec::new();
             for _ in 0..steps {
-                let logits = dec.decode_step(&mut state, &next)?;
-                next = logits.iter().map(|l| argmax(l)).collect();
+                dec.decode_step(&mut state, &next, &mut logits)?;
+                next = logits.chunks(v).map(argmax).collect();
             }
             Ok((prefill, t.elapsed().as_secs_f64()))
         };

@@ -52,6 +52,15 @@ impl Backend for Cpu {
             .ok_or_else(|| EngineError::Invalid(format!("read of {span:?} past {}", buf.len())))
     }
 
+    fn read_into(&self, buf: &Vec<f32>, span: Span, out: &mut Vec<f32>) -> Result<(), EngineError> {
+        let src = buf
+            .get(span.off..span.off + span.len)
+            .ok_or_else(|| EngineError::Invalid(format!("read of {span:?} past {}", buf.len())))?;
+        out.clear();
+        out.extend_from_slice(src);
+        Ok(())
+    }
+
     fn host<'a>(
         &self,
         buf: &'a Vec<f32>,

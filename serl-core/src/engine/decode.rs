@@ -20,6 +20,8 @@ struct Scratch<B: Backend> {
     u: B::Buf,
     hsw: B::Buf,
     last: B::Buf,
+    /// The head's output, kept between steps of the same shape.
+    logits: Option<(usize, B::Buf)>,
 }
 
 /// The key/value cache of a batch of sequences being sampled: rows are
@@ -99,6 +101,7 @@ impl<B: Backend> Llama<B> {
             u: z(i)?,
             hsw: z(i)?,
             last: z(h)?,
+            logits: None,
         })
     }
 
@@ -114,6 +117,22 @@ impl<B: Backend> Llama<B> {
         t: usize,
         all: bool,
     ) -> Result<Vec<f32>, EngineError> {
+        let mut out = Vec::new();
+        self.step_into(params, cache, tokens, t, all, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Llama::step`] writing the logits into `out` (its allocation
+    /// reused: a decoding loop allocates nothing per step).
+    pub fn step_into(
+        &self,
+        params: &B::Buf,
+        cache: &mut KvCache<B>,
+        tokens: &[u32],
+        t: usize,
+        all: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
         let b = cache.b;
         if t == 0 || tokens.len() != b * t {
             return Err(EngineError::Invalid(format!(
@@ -224,25 +243,30 @@ impl<B: Backend> Llama<B> {
             eps,
         );
         let v = cfg.vocab_size;
-        let mut logits = be.zeros(rows * v)?;
+        let mut logits = match sc.logits.take() {
+            Some((r, buf)) if r >= rows => (r, buf),
+            _ => (rows, be.zeros(rows * v)?),
+        };
         be.matmul(
             &sc.norm,
             params,
             lay.head,
             None,
-            &mut logits,
+            &mut logits.1,
             (rows, h, v),
             false,
         );
-        let out = be.read(
-            &logits,
+        be.read_into(
+            &logits.1,
             Span {
                 off: 0,
                 len: rows * v,
             },
+            out,
         )?;
+        sc.logits = Some(logits);
         cache.scratch = Some(sc);
-        Ok(out)
+        Ok(())
     }
 
     /// Prefills several prompts as one batch (left-padded to the longest,

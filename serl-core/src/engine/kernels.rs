@@ -34,6 +34,12 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'st
         dots_each(rows, ws, out)
     }
 
+    /// Asks the CPU to start loading `xs` into its caches (a hint: no
+    /// effect on results).
+    fn prefetch(xs: &[Self]) {
+        let _ = xs;
+    }
+
     /// `x ← exp(x − m)` elementwise; returns the sum.
     fn exp_shifted(x: &mut [Self], m: Self) -> Self {
         let mut s = Self::zero();
@@ -70,6 +76,10 @@ impl Real for f32 {
         if !super::simd::dots_4x4(rows, ws, out) {
             dots_each(rows, ws, out)
         }
+    }
+
+    fn prefetch(xs: &[f32]) {
+        super::simd::prefetch(xs)
     }
 }
 
@@ -261,8 +271,27 @@ fn skinny<T: Real>(
         let end = ((task + 1) * per_task).min(o);
         for j0 in (task * per_task..end).step_by(TILE) {
             let j1 = (j0 + TILE).min(end);
+            // Decoding streams every weight from memory once per step: with
+            // several groups of rows (the tile is read several times), each
+            // block product warms a share of the next tile, so the first
+            // pass over it does not wait on memory. With one group the
+            // hardware's own prefetching does better (batch-1 decoding was
+            // 15-25% slower with these hints).
+            let next = if n > 4 {
+                &w[(j1 * i).min(w.len())..((j1 + TILE).min(end) * i).min(w.len())]
+            } else {
+                &w[..0]
+            };
+            let calls = n.div_ceil(4) * (j1 - j0).div_ceil(4);
+            let share = next.len().div_ceil(calls).div_ceil(16) * 16;
+            let mut call = 0;
             for (g, grp) in rows.chunks(4).enumerate() {
                 for jb in (j0..j1).step_by(4) {
+                    let from = (call * share).min(next.len());
+                    if from < next.len() {
+                        T::prefetch(&next[from..(from + share).min(next.len())]);
+                    }
+                    call += 1;
                     let nc = (j1 - jb).min(4);
                     let ws: [&[T]; 4] = std::array::from_fn(|c| {
                         let j = jb + c.min(nc - 1);

@@ -102,6 +102,17 @@ pub trait Backend {
     fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids, EngineError>;
     /// Copies `span` of `buf` to the host.
     fn read(&self, buf: &Self::Buf, span: Span) -> Result<Vec<f32>, EngineError>;
+    /// Copies `span` of `buf` to the host into `out` (replacing its
+    /// contents), reusing `out`'s allocation where the backend can.
+    fn read_into(
+        &self,
+        buf: &Self::Buf,
+        span: Span,
+        out: &mut Vec<f32>,
+    ) -> Result<(), EngineError> {
+        *out = self.read(buf, span)?;
+        Ok(())
+    }
     /// The first `len` elements on the host: borrowed where the buffer is
     /// host memory, copied otherwise (checkpoints, tests).
     fn host<'a>(

@@ -3,6 +3,7 @@
 //! stop strings, a seeded RNG per sample (same seed, same output, whatever
 //! the batch), streaming through a callback.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::llama::{Model, RolloutState};
@@ -50,12 +51,15 @@ pub trait Decoder {
     }
     /// Keeps the listed rows, in order.
     fn select(&self, state: &mut Self::State, rows: &[usize]) -> Result<(), ModelError>;
-    /// Appends one token per row; returns each row's next-token logits.
+    /// Appends one token per row and puts each row's next-token logits in
+    /// `logits` (`[rows, vocab]`, row-major; its contents are replaced and
+    /// its allocation reused where the model can).
     fn decode_step(
         &self,
         state: &mut Self::State,
         tokens: &[u32],
-    ) -> Result<Vec<Vec<f32>>, ModelError>;
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError>;
 }
 
 impl Decoder for Model {
@@ -85,8 +89,10 @@ impl Decoder for Model {
         &self,
         state: &mut RolloutState,
         tokens: &[u32],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
-        Ok(self.decode(state, tokens)?.to_vec2()?)
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        *logits = self.decode(state, tokens)?.flatten_all()?.to_vec1()?;
+        Ok(())
     }
 }
 
@@ -140,10 +146,11 @@ impl<B: Backend> Decoder for EngineDecoder<'_, B> {
         &self,
         state: &mut KvCache<B>,
         tokens: &[u32],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
-        let v = self.llama.config().vocab_size;
-        let flat = self.llama.step(self.params, state, tokens, 1, false)?;
-        Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        Ok(self
+            .llama
+            .step_into(self.params, state, tokens, 1, false, logits)?)
     }
 }
 
@@ -255,11 +262,12 @@ impl Decoder for AnyDecoder<'_> {
         &self,
         state: &mut AnyCache,
         tokens: &[u32],
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         match (self, state) {
-            (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.decode_step(c, tokens),
+            (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.decode_step(c, tokens, logits),
             #[cfg(feature = "wgpu")]
-            (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.decode_step(c, tokens),
+            (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.decode_step(c, tokens, logits),
             #[cfg(feature = "wgpu")]
             _ => Err(mismatch()),
         }
@@ -410,9 +418,45 @@ struct Row {
     logprobs: Vec<f32>,
     counts: Vec<(u32, u32)>,
     done: Option<FinishReason>,
+    /// Its row in the current decoding step's logits.
+    slot: usize,
+}
+
+/// Below this many logits in a step, rows are sampled on one thread.
+const PARALLEL_SAMPLING: usize = 1 << 16;
+
+/// Chooses each row's next token from the logits `of` gives it. Rows own
+/// their RNGs, so the result does not depend on how they are spread over
+/// threads.
+fn sample_rows<'l>(live: &mut [&mut Row], of: impl Fn(&Row) -> &'l [f32] + Sync, knobs: &Knobs) {
+    let one = |buf: &mut Vec<f32>, row: &mut Row| {
+        let l = of(row);
+        buf.clear();
+        buf.extend_from_slice(l);
+        let t = sample::choose(buf, &row.counts, knobs, &mut row.rng);
+        row.push(t as u32, sample::logprob_of(l, t));
+    };
+    let total: usize = live.iter().map(|r| of(r).len()).sum();
+    if live.len() > 1 && total >= PARALLEL_SAMPLING {
+        live.par_iter_mut()
+            .for_each_init(Vec::new, |buf, row| one(buf, row));
+    } else {
+        let mut buf = Vec::new();
+        for row in live.iter_mut() {
+            one(&mut buf, row);
+        }
+    }
 }
 
 impl Row {
+    fn event(&self) -> TokenEvent {
+        TokenEvent {
+            prompt_index: self.prompt,
+            sample_index: self.sample,
+            token_id: *self.ids.last().unwrap_or(&0),
+        }
+    }
+
     fn push(&mut self, token: u32, logprob: f32) {
         self.ids.push(token);
         self.logprobs.push(logprob);
@@ -465,9 +509,9 @@ pub fn generate<D: Decoder + ?Sized>(
     let prompts: Vec<&[u32]> = req.prompts.iter().map(Vec::as_slice).collect();
     let (mut state, first) = model.prefill_many(&prompts, p.n, p.max_new_tokens)?;
     let mut rows = Vec::new();
-    for (pi, logits) in first.iter().enumerate() {
+    for pi in 0..first.len() {
         for s in 0..p.n {
-            let mut row = Row {
+            rows.push(Row {
                 prompt: pi,
                 sample: s,
                 rng: Rng::new(row_seed(p.seed, p.first_prompt + pi, s)),
@@ -475,23 +519,23 @@ pub fn generate<D: Decoder + ?Sized>(
                 logprobs: Vec::new(),
                 counts: Vec::new(),
                 done: None,
-            };
-            let mut l = logits.clone();
-            let t = sample::choose(&mut l, &row.counts, &knobs, &mut row.rng);
-            row.push(t as u32, sample::logprob_of(logits, t));
-            on_token(TokenEvent {
-                prompt_index: pi,
-                sample_index: s,
-                token_id: t as u32,
+                slot: 0,
             });
-            rows.push(row);
+        }
+    }
+    {
+        let mut live: Vec<&mut Row> = rows.iter_mut().collect();
+        sample_rows(&mut live, |r| &first[r.prompt], &knobs);
+        for row in live {
+            on_token(row.event());
+            check_done(row, &eos, p, tokenizer)?;
         }
     }
     drop(first);
-    for row in rows.iter_mut() {
-        check_done(row, &eos, p, tokenizer)?;
-    }
-    // Rows of the batch still running, as indices into `rows`.
+    let v = model.config().vocab_size;
+    let mut logits = Vec::new();
+    // Rows of the batch still running, as indices into `rows` (ascending:
+    // exactly the rows not done).
     let mut active: Vec<usize> = (0..rows.len()).collect();
     loop {
         let keep: Vec<usize> = (0..active.len())
@@ -508,17 +552,21 @@ pub fn generate<D: Decoder + ?Sized>(
             .iter()
             .map(|&r| *rows[r].ids.last().unwrap_or(&0))
             .collect();
-        let logits = model.decode_step(&mut state, &last)?;
-        for (j, &r) in active.iter().enumerate() {
-            let row = &mut rows[r];
-            let mut l = logits[j].clone();
-            let t = sample::choose(&mut l, &row.counts, &knobs, &mut row.rng);
-            row.push(t as u32, sample::logprob_of(&logits[j], t));
-            on_token(TokenEvent {
-                prompt_index: row.prompt,
-                sample_index: row.sample,
-                token_id: t as u32,
-            });
+        model.decode_step(&mut state, &last, &mut logits)?;
+        if logits.len() != active.len() * v {
+            return Err(ModelError::Invalid(format!(
+                "decode step returned {} logits for {} rows of {v}",
+                logits.len(),
+                active.len()
+            )));
+        }
+        let mut live: Vec<&mut Row> = rows.iter_mut().filter(|r| r.done.is_none()).collect();
+        for (j, row) in live.iter_mut().enumerate() {
+            row.slot = j;
+        }
+        sample_rows(&mut live, |r| &logits[r.slot * v..(r.slot + 1) * v], &knobs);
+        for row in live {
+            on_token(row.event());
             check_done(row, &eos, p, tokenizer)?;
         }
     }
