@@ -40,6 +40,38 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'st
         let _ = xs;
     }
 
+    /// One query's attention over cached positions in a single call where
+    /// the type has a fused kernel ([`super::simd::attend`]); false (nothing
+    /// written) sends the caller to its own loop.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        q: &[Self],
+        k: &[Self],
+        v: &[Self],
+        stride: usize,
+        n: usize,
+        scale: Self,
+        sc: &mut [Self],
+        out: &mut [Self],
+    ) -> bool {
+        let _ = (q, k, v, stride, n, scale, sc, out);
+        false
+    }
+
+    /// `y += a · x` elementwise (a product, then a sum: no fused rounding).
+    fn axpy(y: &mut [Self], a: Self, x: &[Self]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y += a * x;
+        }
+    }
+
+    /// `out = silu(g) · u` elementwise.
+    fn swiglu_row(g: &[Self], u: &[Self], out: &mut [Self]) {
+        for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+            *o = g * sigmoid(g) * u;
+        }
+    }
+
     /// `x ← exp(x − m)` elementwise; returns the sum.
     fn exp_shifted(x: &mut [Self], m: Self) -> Self {
         let mut s = Self::zero();
@@ -80,6 +112,27 @@ impl Real for f32 {
 
     fn prefetch(xs: &[f32]) {
         super::simd::prefetch(xs)
+    }
+
+    fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        super::simd::axpy(y, a, x)
+    }
+
+    fn attend(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        stride: usize,
+        n: usize,
+        scale: f32,
+        sc: &mut [f32],
+        out: &mut [f32],
+    ) -> bool {
+        super::simd::attend(q, k, v, stride, n, scale, sc, out)
+    }
+
+    fn swiglu_row(g: &[f32], u: &[f32], out: &mut [f32]) {
+        super::simd::swiglu(g, u, out)
     }
 }
 
@@ -728,6 +781,18 @@ pub fn attention_cached<T: Real>(
             }
             let qi = &q[row..row + hd];
             let at = |j: usize| (s * cap + j) * kw + kvh * hd;
+            if T::attend(
+                qi,
+                &kc[at(p0)..],
+                &vc[at(p0)..],
+                kw,
+                last + 1 - p0,
+                scale,
+                &mut sc,
+                o,
+            ) {
+                continue;
+            }
             for j in p0..=last {
                 sc[j] = T::dot(qi, &kc[at(j)..at(j) + hd]) * scale;
             }
@@ -735,10 +800,7 @@ pub fn attention_cached<T: Real>(
             let z = T::exp_shifted(&mut sc[p0..=last], m);
             let inv = T::one() / z;
             for j in p0..=last {
-                let p = sc[j] * inv;
-                for (y, &vv) in o.iter_mut().zip(&vc[at(j)..at(j) + hd]) {
-                    *y += p * vv;
-                }
+                T::axpy(o, sc[j] * inv, &vc[at(j)..at(j) + hd]);
             }
         }
     });
@@ -750,9 +812,12 @@ fn sigmoid<T: Real>(x: T) -> T {
 
 /// `out = silu(g) · u` elementwise.
 pub fn swiglu<T: Real>(g: &[T], u: &[T], out: &mut [T]) {
-    out.par_iter_mut()
-        .zip(g.par_iter().zip(u.par_iter()))
-        .for_each(|(o, (&g, &u))| *o = g * sigmoid(g) * u);
+    // Chunks big enough that a decoding step's few rows are one or two
+    // tasks, not hundreds.
+    const CHUNK: usize = 1 << 14;
+    out.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+        .for_each(|(o, (g, u))| T::swiglu_row(g, u, o));
 }
 
 /// Backward of [`swiglu`]: writes `dg` and `du` from `dout`.

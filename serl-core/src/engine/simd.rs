@@ -255,7 +255,23 @@ macro_rules! dispatch {
     };
 }
 
+#[inline(always)]
+fn axpy_body(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[inline(always)]
+fn swiglu_body(g: &[f32], u: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        *o = g / (1.0 + exp_approx(-g)) * u;
+    }
+}
+
 dispatch!(exp_shifted, exp_shifted_body, (x: &mut [f32], m: f32) -> f32);
+dispatch!(axpy, axpy_body, (y: &mut [f32], a: f32, x: &[f32]) -> ());
+dispatch!(swiglu, swiglu_body, (g: &[f32], u: &[f32], out: &mut [f32]) -> ());
 dispatch!(max, max_body, (x: &[f32]) -> f32);
 dispatch!(dot_portable, dot_body, (a: &[f32], b: &[f32]) -> f32);
 
@@ -272,10 +288,73 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_portable(a, b)
 }
 
+/// One query's attention over `n` cached positions, when the CPU has
+/// AVX-512 (returns false, writing nothing, otherwise): key and value `j`
+/// start at `j · stride` in `k` and `v` and are `out.len()` long; `sc`
+/// (at least `n`) receives the probabilities; `out = Σⱼ pⱼ vⱼ` with
+/// `p = softmax(scale · q·kⱼ)`. The same arithmetic as [`dot`], [`max`],
+/// [`exp_shifted`] and a product-then-sum accumulation, in one call (decode
+/// attention made one call per position before, which cost more than the
+/// 64-element products themselves).
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    sc: &mut [f32],
+    out: &mut [f32],
+) -> bool {
+    let hd = out.len();
+    let fits = |x: &[f32]| n == 0 || (n - 1) * stride + hd <= x.len();
+    assert!(
+        fits(k) && fits(v) && sc.len() >= n && q.len() >= hd,
+        "attend: sizes"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected; sizes checked above.
+        unsafe { attend_avx512(q, k, v, stride, n, scale, sc, out) };
+        return true;
+    }
+    false
+}
+
+/// # Safety
+/// The CPU must have AVX-512F; sizes as [`attend`] checks them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    n: usize,
+    scale: f32,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
+    let hd = out.len();
+    for (j, s) in sc[..n].iter_mut().enumerate() {
+        // SAFETY: the caller has AVX-512F.
+        *s = unsafe { dot_avx512(&q[..hd], &k[j * stride..j * stride + hd]) } * scale;
+    }
+    let m = max_body(&sc[..n]);
+    let inv = 1.0 / exp_shifted_body(&mut sc[..n], m);
+    out.fill(0.0);
+    for (j, &s) in sc[..n].iter().enumerate() {
+        axpy_body(out, s * inv, &v[j * stride..j * stride + hd]);
+    }
+}
+
 /// # Safety
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let k = a.len().min(b.len());
