@@ -291,7 +291,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// One query's attention over `n` cached positions, when the CPU has
 /// AVX-512 (returns false, writing nothing, otherwise): key and value `j`
 /// start at `j · stride` in `k` and `v` and are `out.len()` long; `sc`
-/// (at least `n`) receives the probabilities; `out = Σⱼ pⱼ vⱼ` with
+/// (at least `n`) is scratch, left holding `exp(sⱼ − max s)`; `out = Σⱼ pⱼ vⱼ` with
 /// `p = softmax(scale · q·kⱼ)`. The same arithmetic as [`dot`], [`max`],
 /// [`exp_shifted`] and a product-then-sum accumulation, in one call (decode
 /// attention made one call per position before, which cost more than the
@@ -319,6 +319,7 @@ pub fn attend(
         unsafe { attend_avx512(q, k, v, stride, n, scale, sc, out) };
         return true;
     }
+    let _ = scale;
     false
 }
 
@@ -455,6 +456,66 @@ mod tests {
                 let g = got[r * 4 + c] as f64;
                 assert!((g - want).abs() < 1e-3, "({r}, {c}): {g} vs {want}");
             }
+        }
+    }
+
+    #[test]
+    fn fused_attention_matches_f64() {
+        // Head size 64 and 72 (a masked tail), keys/values strided inside
+        // wider rows, 1 and 37 positions; against softmax and sums in f64.
+        for (hd, stride, n) in [(64, 192, 37), (72, 80, 1), (64, 64, 5)] {
+            let f = |i: usize, m: usize| ((i * m) % 97) as f32 / 48.0 - 1.0;
+            let q: Vec<f32> = (0..hd).map(|i| f(i, 13)).collect();
+            let k: Vec<f32> = (0..n * stride).map(|i| f(i, 7)).collect();
+            let v: Vec<f32> = (0..n * stride).map(|i| f(i, 11)).collect();
+            let scale = 0.125f32;
+            let (mut sc, mut out) = (vec![0f32; n], vec![9f32; hd]);
+            if !attend(&q, &k, &v, stride, n, scale, &mut sc, &mut out) {
+                return;
+            }
+            let s: Vec<f64> = (0..n)
+                .map(|j| {
+                    (0..hd)
+                        .map(|d| q[d] as f64 * k[j * stride + d] as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+            for d in 0..hd {
+                let want: f64 = (0..n)
+                    .map(|j| (s[j] - m).exp() / z * v[j * stride + d] as f64)
+                    .sum();
+                let got = out[d] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "hd {hd}, n {n}, d {d}: {got} vs {want}"
+                );
+            }
+            for (j, p) in sc.iter().enumerate() {
+                assert!((*p as f64 - (s[j] - m).exp()).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn swiglu_and_axpy_match_scalar_loops() {
+        let g: Vec<f32> = (0..1037).map(|i| (i as f32 - 518.0) / 9.0).collect();
+        let u: Vec<f32> = (0..1037).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
+        let mut out = vec![0f32; g.len()];
+        swiglu(&g, &u, &mut out);
+        for ((o, &g), &u) in out.iter().zip(&g).zip(&u) {
+            let want = g as f64 / (1.0 + (-g as f64).exp()) * u as f64;
+            assert!(
+                (*o as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{o} vs {want}"
+            );
+        }
+        let mut y = u.clone();
+        axpy(&mut y, 0.5, &g);
+        for ((y, &u), &g) in y.iter().zip(&u).zip(&g) {
+            assert_eq!(*y, u + 0.5 * g);
         }
     }
 
