@@ -62,7 +62,7 @@ def main():
     out = subprocess.run([py, "-c", LLAMA_SIDE, F32, "64", "128"], check=True, capture_output=True, text=True).stdout
     llama = json.loads(out)
     for r in rows:
-        print(f"libserl  batch {r['batch']:>2}: {r['tokens_per_s']:7.2f} tokens/s ({r['new_tokens']} new tokens in {r['seconds']:.2f} s)")
+        print(f"libserl  batch {r['batch']:>2}: {r['tokens_per_s']:7.2f} tokens/s ({r['new_tokens']} new tokens in {r['new_tokens'] / r['tokens_per_s']:.2f} s)")
     print(f"llama.cpp batch  1: {llama['tokens_per_s']:7.2f} tokens/s ({llama['new']} new tokens in {llama['seconds']:.2f} s, f32 GGUF, 2 threads)")
     print(f"ratio at batch 1 (libserl / llama.cpp): {rows[0]['tokens_per_s'] / llama['tokens_per_s']:.2f}x")
 
