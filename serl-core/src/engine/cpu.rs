@@ -47,9 +47,9 @@ impl Backend for Cpu {
     }
 
     fn read(&self, buf: &Vec<f32>, span: Span) -> Result<Vec<f32>, EngineError> {
-        buf.get(span.off..span.off + span.len)
-            .map(<[f32]>::to_vec)
-            .ok_or_else(|| EngineError::Invalid(format!("read of {span:?} past {}", buf.len())))
+        let mut out = Vec::new();
+        self.read_into(buf, span, &mut out)?;
+        Ok(out)
     }
 
     fn read_into(&self, buf: &Vec<f32>, span: Span, out: &mut Vec<f32>) -> Result<(), EngineError> {

@@ -418,32 +418,28 @@ struct Row {
     logprobs: Vec<f32>,
     counts: Vec<(u32, u32)>,
     done: Option<FinishReason>,
-    /// Its row in the current decoding step's logits.
-    slot: usize,
 }
 
 /// Below this many logits in a step, rows are sampled on one thread.
 const PARALLEL_SAMPLING: usize = 1 << 16;
 
-/// Chooses each row's next token from the logits `of` gives it. Rows own
+/// Chooses each row's next token from the logits paired with it. Rows own
 /// their RNGs, so the result does not depend on how they are spread over
 /// threads.
-fn sample_rows<'l>(live: &mut [&mut Row], of: impl Fn(&Row) -> &'l [f32] + Sync, knobs: &Knobs) {
-    let one = |buf: &mut Vec<f32>, row: &mut Row| {
-        let l = of(row);
+fn sample_rows(work: &mut [(&mut Row, &[f32])], knobs: &Knobs) {
+    let one = |buf: &mut Vec<f32>, (row, l): &mut (&mut Row, &[f32])| {
         buf.clear();
         buf.extend_from_slice(l);
         let t = sample::choose(buf, &row.counts, knobs, &mut row.rng);
         row.push(t as u32, sample::logprob_of(l, t));
     };
-    let total: usize = live.iter().map(|r| of(r).len()).sum();
-    if live.len() > 1 && total >= PARALLEL_SAMPLING {
-        live.par_iter_mut()
-            .for_each_init(Vec::new, |buf, row| one(buf, row));
+    let total: usize = work.iter().map(|(_, l)| l.len()).sum();
+    if work.len() > 1 && total >= PARALLEL_SAMPLING {
+        work.par_iter_mut().for_each_init(Vec::new, one);
     } else {
         let mut buf = Vec::new();
-        for row in live.iter_mut() {
-            one(&mut buf, row);
+        for w in work.iter_mut() {
+            one(&mut buf, w);
         }
     }
 }
@@ -519,14 +515,19 @@ pub fn generate<D: Decoder + ?Sized>(
                 logprobs: Vec::new(),
                 counts: Vec::new(),
                 done: None,
-                slot: 0,
             });
         }
     }
     {
-        let mut live: Vec<&mut Row> = rows.iter_mut().collect();
-        sample_rows(&mut live, |r| &first[r.prompt], &knobs);
-        for row in live {
+        let mut work: Vec<(&mut Row, &[f32])> = rows
+            .iter_mut()
+            .map(|r| {
+                let l = first[r.prompt].as_slice();
+                (r, l)
+            })
+            .collect();
+        sample_rows(&mut work, &knobs);
+        for (row, _) in work {
             on_token(row.event());
             check_done(row, &eos, p, tokenizer)?;
         }
@@ -560,12 +561,14 @@ pub fn generate<D: Decoder + ?Sized>(
                 active.len()
             )));
         }
-        let mut live: Vec<&mut Row> = rows.iter_mut().filter(|r| r.done.is_none()).collect();
-        for (j, row) in live.iter_mut().enumerate() {
-            row.slot = j;
-        }
-        sample_rows(&mut live, |r| &logits[r.slot * v..(r.slot + 1) * v], &knobs);
-        for row in live {
+        // The running rows, in order, are the batch's rows.
+        let mut work: Vec<(&mut Row, &[f32])> = rows
+            .iter_mut()
+            .filter(|r| r.done.is_none())
+            .zip(logits.chunks(v))
+            .collect();
+        sample_rows(&mut work, &knobs);
+        for (row, _) in work {
             on_token(row.event());
             check_done(row, &eos, p, tokenizer)?;
         }
