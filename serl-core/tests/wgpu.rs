@@ -825,3 +825,91 @@ fn command_line_lists_adapters_and_generates_on_wgpu_as_on_cpu() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn async_generation_on_wgpu_matches_blocking_generation_and_cpu() {
+    // What the browser build runs: the model loaded from files in memory,
+    // the device opened without blocking, every step's logits read back
+    // through `read_async`, prompts in more than one prefill batch. Its
+    // tokens equal the blocking path's on wgpu and on the CPU.
+    use serl_core::model::{
+        GenerateRequest, HfFiles, LoadOptions, SamplingParams, generate, load_model_from_memory,
+    };
+    use serl_core::train::{Scorer, read_examples};
+    if device().is_none() {
+        return;
+    }
+    let dir = demo_dir().join("model");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("demo file");
+    let weights = std::fs::read(dir.join("model.safetensors")).expect("weights");
+    let (cfg_json, tok_json, tok_cfg, template) = (
+        read("config.json"),
+        read("tokenizer.json"),
+        read("tokenizer_config.json"),
+        read("chat_template.jinja"),
+    );
+    let files = HfFiles {
+        config_json: &cfg_json,
+        safetensors: &weights,
+        tokenizer_json: &tok_json,
+        tokenizer_config_json: Some(&tok_cfg),
+        chat_template: Some(&template),
+        origin: "demo/model",
+    };
+    let (model, tok) = load_model_from_memory(&files, &LoadOptions::default()).expect("load");
+    let (disk, disk_tok) =
+        serl_core::model::load_model(&dir, &LoadOptions::default()).expect("disk");
+    assert_eq!(tok.chat_template(), disk_tok.chat_template());
+    let eval = read_examples(&demo_dir().join("eval.jsonl"), true).expect("eval set");
+    // Long enough prompts (repeated problems) that 4,096 padded tokens split
+    // the prefill into batches.
+    let prompts: Vec<Vec<u32>> = eval[..12]
+        .iter()
+        .map(|e| tok.encode(&e.problem.repeat(6)).expect("encode"))
+        .collect();
+    let req = GenerateRequest {
+        prompts,
+        params: SamplingParams {
+            n: 3,
+            temperature: 1.0,
+            max_new_tokens: 24,
+            seed: 11,
+            ..Default::default()
+        },
+    };
+    let ids = |g: Vec<serl_core::model::Generation>| -> Vec<Vec<u32>> {
+        g.into_iter().map(|g| g.token_ids).collect()
+    };
+    let wgpu = pollster::block_on(Wgpu::new_async(None)).expect("device");
+    let on_gpu = Scorer::on_wgpu(wgpu, &model).expect("scorer");
+    let mut streamed = 0usize;
+    let async_gpu = pollster::block_on(
+        on_gpu
+            .decoder()
+            .generate_async(&tok, &req, |_| streamed += 1),
+    )
+    .expect("generate_async");
+    let total: usize = async_gpu.iter().map(|g| g.token_ids.len()).sum();
+    assert_eq!(streamed, total, "one event per token");
+    let blocking_gpu = generate::generate(&on_gpu.decoder(), &tok, &req, |_| {}).expect("generate");
+    let on_cpu = Scorer::new(&disk).expect("cpu scorer");
+    let cpu = generate::generate(&on_cpu.decoder(), &tok, &req, |_| {}).expect("cpu");
+    let async_cpu =
+        pollster::block_on(on_cpu.decoder().generate_async(&tok, &req, |_| {})).expect("cpu async");
+    let texts: Vec<String> = async_gpu.iter().map(|g| g.text.clone()).collect();
+    assert_eq!(
+        ids(async_gpu),
+        ids(blocking_gpu.clone()),
+        "async vs blocking on wgpu"
+    );
+    assert_eq!(ids(blocking_gpu), ids(cpu.clone()), "wgpu vs cpu");
+    assert_eq!(
+        ids(async_cpu),
+        ids(cpu.clone()),
+        "async vs blocking on the cpu"
+    );
+    assert_eq!(
+        texts,
+        cpu.iter().map(|g| g.text.clone()).collect::<Vec<_>>()
+    );
+}

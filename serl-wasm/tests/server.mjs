@@ -4,7 +4,7 @@ import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json" };
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".wasm": "application/wasm", ".json": "application/json", ".jsonl": "text/plain", ".toml": "text/plain", ".jinja": "text/plain" };
 
 export function serve(root, extra = {}, port = 0) {
   const server = createServer(async (req, res) => {
@@ -28,7 +28,7 @@ export function serve(root, extra = {}, port = 0) {
 }
 
 /** Headless Debian Chromium with a fresh profile; returns the context and a cleanup. */
-export async function launchChromium(viewport = { width: 1280, height: 1800 }) {
+export async function launchChromium(viewport = { width: 1280, height: 1800 }, extraArgs = []) {
   const { chromium } = await import("playwright-core");
   const { mkdtempSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
@@ -38,7 +38,7 @@ export async function launchChromium(viewport = { width: 1280, height: 1800 }) {
     headless: true,
     viewport,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      "--disable-background-networking", "--disable-component-update", "--disable-sync", ...extraArgs],
   });
   const close = async () => {
     await context.close();

@@ -35,6 +35,8 @@ pub struct KvCache<B: Backend> {
     len: usize,
     pad: Vec<u32>,
     scratch: Option<Scratch<B>>,
+    /// Logits the last step left in the scratch buffer (elements).
+    ready: usize,
 }
 
 /// Most prompt tokens (padding included) one batched prefill runs at once:
@@ -55,6 +57,22 @@ impl<B: Backend> KvCache<B> {
     /// True before anything is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Where the last step's logits lie on the device (`[rows, V]` from
+    /// the buffer's start), or `None` if there was no step since the cache
+    /// was made or changed.
+    pub fn logits(&self) -> Option<(&B::Buf, Span)> {
+        match (&self.scratch, self.ready) {
+            (
+                Some(Scratch {
+                    logits: Some((_, buf)),
+                    ..
+                }),
+                len,
+            ) if len > 0 => Some((buf, Span { off: 0, len })),
+            _ => None,
+        }
     }
 }
 
@@ -80,6 +98,7 @@ impl<B: Backend> Llama<B> {
             len: 0,
             pad: vec![0; b],
             scratch: None,
+            ready: 0,
         })
     }
 
@@ -133,6 +152,26 @@ impl<B: Backend> Llama<B> {
         all: bool,
         out: &mut Vec<f32>,
     ) -> Result<(), EngineError> {
+        self.step_enqueue(params, cache, tokens, t, all)?;
+        match cache.logits() {
+            Some((buf, span)) => self.be.read_into(buf, span, out),
+            None => Err(EngineError::Invalid("step left no logits".into())),
+        }
+    }
+
+    /// [`Llama::step`] without the read-back: the kernels are launched and
+    /// the logits stay on the device, in [`KvCache::logits`], until the
+    /// next step. For drivers that read results back asynchronously
+    /// ([`Backend::read_async`]).
+    pub fn step_enqueue(
+        &self,
+        params: &B::Buf,
+        cache: &mut KvCache<B>,
+        tokens: &[u32],
+        t: usize,
+        all: bool,
+    ) -> Result<(), EngineError> {
+        cache.ready = 0;
         let b = cache.b;
         if t == 0 || tokens.len() != b * t {
             return Err(EngineError::Invalid(format!(
@@ -256,28 +295,19 @@ impl<B: Backend> Llama<B> {
             (rows, h, v),
             false,
         );
-        be.read_into(
-            &logits.1,
-            Span {
-                off: 0,
-                len: rows * v,
-            },
-            out,
-        )?;
         sc.logits = Some(logits);
         cache.scratch = Some(sc);
+        cache.ready = rows * v;
         Ok(())
     }
 
-    /// Prefills several prompts as one batch (left-padded to the longest,
-    /// pad slots masked) into a cache with room for `extra` more tokens;
-    /// returns each prompt's next-token logits, `[prompts, V]`.
-    pub fn prefill_batch(
+    /// A cache for the prompts left-padded to the longest, with room for
+    /// `extra` more tokens, and the padded tokens (`[prompts, longest]`).
+    fn prefill_cache(
         &self,
-        params: &B::Buf,
         prompts: &[&[u32]],
         extra: usize,
-    ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
+    ) -> Result<(KvCache<B>, Vec<u32>, usize), EngineError> {
         if prompts.is_empty() {
             return Err(EngineError::Invalid("prefill: no prompts".into()));
         }
@@ -293,8 +323,58 @@ impl<B: Backend> Llama<B> {
             tokens.extend(std::iter::repeat_n(0, pad));
             tokens.extend_from_slice(p);
         }
+        Ok((cache, tokens, longest))
+    }
+
+    /// Prefills several prompts as one batch (left-padded to the longest,
+    /// pad slots masked) into a cache with room for `extra` more tokens;
+    /// returns each prompt's next-token logits, `[prompts, V]`.
+    pub fn prefill_batch(
+        &self,
+        params: &B::Buf,
+        prompts: &[&[u32]],
+        extra: usize,
+    ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
+        let (mut cache, tokens, longest) = self.prefill_cache(prompts, extra)?;
         let logits = self.step(params, &mut cache, &tokens, longest, false)?;
         Ok((cache, logits))
+    }
+
+    /// [`Llama::prefill_batch`] without the read-back: the prompts' logits
+    /// (`[prompts, V]`) stay in [`KvCache::logits`].
+    pub fn prefill_enqueue(
+        &self,
+        params: &B::Buf,
+        prompts: &[&[u32]],
+        extra: usize,
+    ) -> Result<KvCache<B>, EngineError> {
+        let (mut cache, tokens, longest) = self.prefill_cache(prompts, extra)?;
+        self.step_enqueue(params, &mut cache, &tokens, longest, false)?;
+        Ok(cache)
+    }
+
+    /// The batches [`Llama::prefill_many`] runs: consecutive prompts
+    /// totalling at most 4,096 padded tokens, as index ranges.
+    pub fn prefill_batches(prompts: &[&[u32]]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < prompts.len() {
+            // Prompts of similar length share a batch (little padding)
+            // only as they come: the order is the caller's.
+            let mut end = start + 1;
+            let mut longest = prompts[start].len();
+            while end < prompts.len() {
+                let l = longest.max(prompts[end].len());
+                if l * (end + 1 - start) > PREFILL_TOKENS {
+                    break;
+                }
+                longest = l;
+                end += 1;
+            }
+            out.push(start..end);
+            start = end;
+        }
+        out
     }
 
     /// [`Llama::prefill_batch`] of any number of prompts, in batches of at
@@ -310,24 +390,10 @@ impl<B: Backend> Llama<B> {
     ) -> Result<(KvCache<B>, Vec<f32>), EngineError> {
         let mut parts = Vec::new();
         let mut logits = Vec::new();
-        let mut start = 0;
-        while start < prompts.len() {
-            // Prompts of similar length share a batch (little padding)
-            // only as they come: the order is the caller's.
-            let mut end = start + 1;
-            let mut longest = prompts[start].len();
-            while end < prompts.len() {
-                let l = longest.max(prompts[end].len());
-                if l * (end + 1 - start) > PREFILL_TOKENS {
-                    break;
-                }
-                longest = l;
-                end += 1;
-            }
-            let (c, l) = self.prefill_batch(params, &prompts[start..end], extra)?;
+        for r in Self::prefill_batches(prompts) {
+            let (c, l) = self.prefill_batch(params, &prompts[r], extra)?;
             logits.extend(l);
             parts.push(c);
-            start = end;
         }
         let refs: Vec<(&KvCache<B>, usize)> = parts.iter().map(|c| (c, n)).collect();
         Ok((self.merge(&refs, extra)?, logits))
@@ -393,6 +459,7 @@ impl<B: Backend> Llama<B> {
         }
         cache.pad = rows.iter().map(|&r| cache.pad[r]).collect();
         cache.b = rows.len();
+        cache.ready = 0;
         Ok(())
     }
 }

@@ -102,6 +102,16 @@ pub trait Backend {
     fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids, EngineError>;
     /// Copies `span` of `buf` to the host.
     fn read(&self, buf: &Self::Buf, span: Span) -> Result<Vec<f32>, EngineError>;
+    /// [`Backend::read`] for drivers that must not block: in a browser a
+    /// WebGPU read-back completes only once control returns to the page.
+    /// By default the synchronous read.
+    fn read_async(
+        &self,
+        buf: &Self::Buf,
+        span: Span,
+    ) -> impl std::future::Future<Output = Result<Vec<f32>, EngineError>> {
+        std::future::ready(self.read(buf, span))
+    }
     /// Copies `span` of `buf` to the host into `out` (replacing its
     /// contents), reusing `out`'s allocation where the backend can.
     fn read_into(

@@ -479,120 +479,295 @@ pub fn generate<D: Decoder + ?Sized>(
     req: &GenerateRequest,
     mut on_token: impl FnMut(TokenEvent),
 ) -> Result<Vec<Generation>, ModelError> {
-    let p = &req.params;
-    p.validate()?;
+    let mut run = Sampling::new(model.config(), tokenizer, req)?;
     if req.prompts.is_empty() {
         return Ok(Vec::new());
     }
-    let mut eos: Vec<u32> = Vec::new();
-    if !p.ignore_eos {
-        eos.extend(&model.config().eos_token_ids);
-        eos.extend(tokenizer.eos_ids());
-    }
-    eos.extend(&p.stop_token_ids);
-    let knobs = Knobs {
-        temperature: p.temperature,
-        top_p: p.top_p,
-        top_k: p.top_k,
-        presence_penalty: p.presence_penalty,
-        frequency_penalty: p.frequency_penalty,
-    };
-    // Prefill each prompt once (all together where the model can); its n
-    // samples share the cache.
-    if let Some(pi) = req.prompts.iter().position(Vec::is_empty) {
-        return Err(ModelError::Invalid(format!("prompt {pi} is empty")));
-    }
     let prompts: Vec<&[u32]> = req.prompts.iter().map(Vec::as_slice).collect();
-    let (mut state, first) = model.prefill_many(&prompts, p.n, p.max_new_tokens)?;
-    let mut rows = Vec::new();
-    for pi in 0..first.len() {
-        for s in 0..p.n {
-            rows.push(Row {
-                prompt: pi,
-                sample: s,
-                rng: Rng::new(row_seed(p.seed, p.first_prompt + pi, s)),
-                ids: Vec::new(),
-                logprobs: Vec::new(),
-                counts: Vec::new(),
-                done: None,
-            });
+    let (mut state, first) =
+        model.prefill_many(&prompts, req.params.n, req.params.max_new_tokens)?;
+    let first: Vec<&[f32]> = first.iter().map(Vec::as_slice).collect();
+    run.start(&first, &mut on_token)?;
+    let mut logits = Vec::new();
+    while let Some(step) = run.next_step() {
+        if let Some(keep) = &step.keep {
+            model.select(&mut state, keep)?;
+        }
+        model.decode_step(&mut state, &step.tokens, &mut logits)?;
+        run.accept(&logits, &mut on_token)?;
+    }
+    run.finish()
+}
+
+/// [`generate`] on the engine without blocking on read-backs: each step's
+/// logits come back through [`Backend::read_async`], so in a browser the
+/// page stays live while WebGPU works. Same seed, same tokens as
+/// [`generate`] on the same backend.
+pub async fn generate_async<B: Backend>(
+    dec: &EngineDecoder<'_, B>,
+    tokenizer: &Tokenizer,
+    req: &GenerateRequest,
+    mut on_token: impl FnMut(TokenEvent),
+) -> Result<Vec<Generation>, ModelError> {
+    let mut run = Sampling::new(dec.config(), tokenizer, req)?;
+    if req.prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (llama, params) = (dec.llama, dec.params);
+    let be = llama.backend();
+    let extra = req.params.max_new_tokens;
+    let missing = || ModelError::Invalid("the model step left no logits".into());
+    let prompts: Vec<&[u32]> = req.prompts.iter().map(Vec::as_slice).collect();
+    let mut parts = Vec::new();
+    let mut first = Vec::new();
+    for r in Llama::<B>::prefill_batches(&prompts) {
+        let cache = llama.prefill_enqueue(params, &prompts[r], extra)?;
+        let (buf, span) = cache.logits().ok_or_else(missing)?;
+        first.extend(be.read_async(buf, span).await?);
+        parts.push(cache);
+    }
+    let refs: Vec<(&KvCache<B>, usize)> = parts.iter().map(|c| (c, req.params.n)).collect();
+    let mut state = llama.merge(&refs, extra)?;
+    drop(refs);
+    drop(parts);
+    let v = dec.config().vocab_size.max(1);
+    let rows: Vec<&[f32]> = first.chunks(v).collect();
+    run.start(&rows, &mut on_token)?;
+    drop(rows);
+    while let Some(step) = run.next_step() {
+        if let Some(keep) = &step.keep {
+            llama.select(&mut state, keep)?;
+        }
+        llama.step_enqueue(params, &mut state, &step.tokens, 1, false)?;
+        let (buf, span) = state.logits().ok_or_else(missing)?;
+        let logits = be.read_async(buf, span).await?;
+        run.accept(&logits, &mut on_token)?;
+    }
+    run.finish()
+}
+
+impl AnyDecoder<'_> {
+    /// [`generate_async`] on whichever backend holds the weights.
+    pub async fn generate_async(
+        &self,
+        tokenizer: &Tokenizer,
+        req: &GenerateRequest,
+        on_token: impl FnMut(TokenEvent),
+    ) -> Result<Vec<Generation>, ModelError> {
+        match self {
+            AnyDecoder::Cpu(d) => generate_async(d, tokenizer, req, on_token).await,
+            #[cfg(feature = "wgpu")]
+            AnyDecoder::Wgpu(d) => generate_async(d, tokenizer, req, on_token).await,
         }
     }
-    {
-        let mut work: Vec<(&mut Row, &[f32])> = rows
+}
+
+/// One decoding step a [`Sampling`] asks of its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamplingStep {
+    /// Rows of the batch to keep, in order, before the step (those still
+    /// running); `None` when every row runs on.
+    pub keep: Option<Vec<usize>>,
+    /// The token to append to each (kept) row.
+    pub tokens: Vec<u32>,
+}
+
+/// Batched sampling as a state machine, apart from the model: for drivers
+/// that cannot block on a model step (WebGPU in a browser reads results
+/// back asynchronously). [`generate`] is this machine driven by a
+/// [`Decoder`]; any other driver that hands it the same logits gets the
+/// same tokens.
+///
+/// Drive it as: [`Sampling::start`] with each prompt's prefill logits,
+/// then while [`Sampling::next_step`] yields a step, apply it to the model
+/// and pass the step's logits to [`Sampling::accept`]; then
+/// [`Sampling::finish`].
+pub struct Sampling<'t> {
+    tokenizer: &'t Tokenizer,
+    params: SamplingParams,
+    knobs: Knobs,
+    eos: Vec<u32>,
+    vocab: usize,
+    prompts: usize,
+    rows: Vec<Row>,
+    /// Rows of the batch still running, as indices into `rows` (ascending:
+    /// exactly the rows not done).
+    active: Vec<usize>,
+}
+
+impl<'t> Sampling<'t> {
+    /// Checks the request (knobs in range, no empty prompt) and sets up its
+    /// stop tokens: the model's and the tokenizer's EOS ids unless
+    /// `ignore_eos`, plus `stop_token_ids`.
+    pub fn new(
+        config: &ModelConfig,
+        tokenizer: &'t Tokenizer,
+        req: &GenerateRequest,
+    ) -> Result<Sampling<'t>, ModelError> {
+        let p = &req.params;
+        p.validate()?;
+        if let Some(pi) = req.prompts.iter().position(Vec::is_empty) {
+            return Err(ModelError::Invalid(format!("prompt {pi} is empty")));
+        }
+        let mut eos: Vec<u32> = Vec::new();
+        if !p.ignore_eos {
+            eos.extend(&config.eos_token_ids);
+            eos.extend(tokenizer.eos_ids());
+        }
+        eos.extend(&p.stop_token_ids);
+        let knobs = Knobs {
+            temperature: p.temperature,
+            top_p: p.top_p,
+            top_k: p.top_k,
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+        };
+        Ok(Sampling {
+            tokenizer,
+            params: p.clone(),
+            knobs,
+            eos,
+            vocab: config.vocab_size,
+            prompts: req.prompts.len(),
+            rows: Vec::new(),
+            active: Vec::new(),
+        })
+    }
+
+    /// Samples every row's first token from its prompt's prefill logits
+    /// (one slice per prompt, in order). The batch then holds each
+    /// prompt's row `n` times, prompt by prompt.
+    pub fn start(
+        &mut self,
+        first: &[&[f32]],
+        on_token: &mut impl FnMut(TokenEvent),
+    ) -> Result<(), ModelError> {
+        if first.len() != self.prompts || first.iter().any(|l| l.len() != self.vocab) {
+            return Err(ModelError::Invalid(format!(
+                "prefill returned {} logit rows of lengths {:?} for {} prompts of {}",
+                first.len(),
+                first.iter().map(|l| l.len()).collect::<Vec<_>>(),
+                self.prompts,
+                self.vocab
+            )));
+        }
+        if !self.rows.is_empty() {
+            return Err(ModelError::Invalid("sampling already started".into()));
+        }
+        let p = &self.params;
+        for pi in 0..first.len() {
+            for s in 0..p.n {
+                self.rows.push(Row {
+                    prompt: pi,
+                    sample: s,
+                    rng: Rng::new(row_seed(p.seed, p.first_prompt + pi, s)),
+                    ids: Vec::new(),
+                    logprobs: Vec::new(),
+                    counts: Vec::new(),
+                    done: None,
+                });
+            }
+        }
+        let mut work: Vec<(&mut Row, &[f32])> = self
+            .rows
             .iter_mut()
             .map(|r| {
-                let l = first[r.prompt].as_slice();
+                let l = first[r.prompt];
                 (r, l)
             })
             .collect();
-        sample_rows(&mut work, &knobs);
+        sample_rows(&mut work, &self.knobs);
         for (row, _) in work {
             on_token(row.event());
-            check_done(row, &eos, p, tokenizer)?;
+            check_done(row, &self.eos, &self.params, self.tokenizer)?;
         }
+        self.active = (0..self.rows.len()).collect();
+        Ok(())
     }
-    drop(first);
-    let v = model.config().vocab_size;
-    let mut logits = Vec::new();
-    // Rows of the batch still running, as indices into `rows` (ascending:
-    // exactly the rows not done).
-    let mut active: Vec<usize> = (0..rows.len()).collect();
-    loop {
-        let keep: Vec<usize> = (0..active.len())
-            .filter(|&j| rows[active[j]].done.is_none())
+
+    /// The next decoding step, or `None` when every sample has ended.
+    pub fn next_step(&mut self) -> Option<SamplingStep> {
+        let keep: Vec<usize> = (0..self.active.len())
+            .filter(|&j| self.rows[self.active[j]].done.is_none())
             .collect();
         if keep.is_empty() {
-            break;
+            self.active.clear();
+            return None;
         }
-        if keep.len() != active.len() {
-            model.select(&mut state, &keep)?;
-            active = keep.iter().map(|&j| active[j]).collect();
-        }
-        let last: Vec<u32> = active
+        let keep = if keep.len() != self.active.len() {
+            self.active = keep.iter().map(|&j| self.active[j]).collect();
+            Some(keep)
+        } else {
+            None
+        };
+        let tokens = self
+            .active
             .iter()
-            .map(|&r| *rows[r].ids.last().unwrap_or(&0))
+            .map(|&r| *self.rows[r].ids.last().unwrap_or(&0))
             .collect();
-        model.decode_step(&mut state, &last, &mut logits)?;
-        if logits.len() != active.len() * v {
+        Some(SamplingStep { keep, tokens })
+    }
+
+    /// Samples each running row's next token from the step's logits
+    /// (`[rows, vocab]`, row-major, rows as [`Sampling::next_step`] left them).
+    pub fn accept(
+        &mut self,
+        logits: &[f32],
+        on_token: &mut impl FnMut(TokenEvent),
+    ) -> Result<(), ModelError> {
+        let v = self.vocab;
+        if logits.len() != self.active.len() * v {
             return Err(ModelError::Invalid(format!(
                 "decode step returned {} logits for {} rows of {v}",
                 logits.len(),
-                active.len()
+                self.active.len()
             )));
         }
         // The running rows, in order, are the batch's rows.
-        let mut work: Vec<(&mut Row, &[f32])> = rows
+        let mut work: Vec<(&mut Row, &[f32])> = self
+            .rows
             .iter_mut()
             .filter(|r| r.done.is_none())
             .zip(logits.chunks(v))
             .collect();
-        sample_rows(&mut work, &knobs);
+        sample_rows(&mut work, &self.knobs);
         for (row, _) in work {
             on_token(row.event());
-            check_done(row, &eos, p, tokenizer)?;
+            check_done(row, &self.eos, &self.params, self.tokenizer)?;
         }
+        Ok(())
     }
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body: &[u32] = match row.ids.last() {
-            Some(t) if eos.contains(t) => &row.ids[..row.ids.len() - 1],
-            _ => &row.ids,
-        };
-        let mut text = tokenizer.decode(body, true)?;
-        if let Some(cut) = p.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-            text.truncate(cut);
+
+    /// Every sample, ordered by prompt, then sample: its ids, log-probs and
+    /// decoded text (cut before a stop string).
+    pub fn finish(self) -> Result<Vec<Generation>, ModelError> {
+        let mut out = Vec::with_capacity(self.rows.len());
+        for row in self.rows {
+            let body: &[u32] = match row.ids.last() {
+                Some(t) if self.eos.contains(t) => &row.ids[..row.ids.len() - 1],
+                _ => &row.ids,
+            };
+            let mut text = self.tokenizer.decode(body, true)?;
+            if let Some(cut) = self
+                .params
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(cut);
+            }
+            out.push(Generation {
+                prompt_index: row.prompt,
+                sample_index: row.sample,
+                token_ids: row.ids,
+                logprobs: row.logprobs,
+                text,
+                finish_reason: row.done.unwrap_or(FinishReason::Length),
+            });
         }
-        out.push(Generation {
-            prompt_index: row.prompt,
-            sample_index: row.sample,
-            token_ids: row.ids,
-            logprobs: row.logprobs,
-            text,
-            finish_reason: row.done.unwrap_or(FinishReason::Length),
-        });
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn check_done(

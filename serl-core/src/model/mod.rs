@@ -20,11 +20,15 @@ pub mod generate;
 pub use candle_core::{DType, Device};
 pub use config::{Family, Llama3RopeScaling, ModelConfig, limits};
 pub use generate::{
-    AnyCache, AnyDecoder, Decoder, EngineDecoder, GenerateRequest, Generation, SamplingParams,
+    AnyCache, AnyDecoder, Decoder, EngineDecoder, GenerateRequest, Generation, Sampling,
+    SamplingParams, SamplingStep,
 };
 pub use llama::{Model, RolloutState};
 pub use sample::argmax;
-pub use store::{LoadOptions, load_model, save_hf_meta, save_hf_tensors, write_atomic};
+pub use store::{
+    HfFiles, LoadOptions, load_model, load_model_from_memory, save_hf_meta, save_hf_tensors,
+    write_atomic,
+};
 pub(crate) use store::{is_tmp_name, tmp_path as store_tmp_path};
 pub use tokenizer::{CHATML_TEMPLATE, ChatMessage, Tokenizer, byte_to_char};
 

@@ -111,6 +111,52 @@ fn load_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer), Mod
     Ok((model, tok))
 }
 
+/// A Hugging Face model's files in memory, for places without a file
+/// system (a browser): what [`load_model`] reads from a directory.
+#[derive(Debug, Clone, Copy)]
+pub struct HfFiles<'a> {
+    /// `config.json`.
+    pub config_json: &'a str,
+    /// `model.safetensors` (one file; no shards).
+    pub safetensors: &'a [u8],
+    /// `tokenizer.json`.
+    pub tokenizer_json: &'a str,
+    /// `tokenizer_config.json`, if the model has one.
+    pub tokenizer_config_json: Option<&'a str>,
+    /// `chat_template.jinja`, if the model has one.
+    pub chat_template: Option<&'a str>,
+    /// What messages call the model (its URL or directory).
+    pub origin: &'a str,
+}
+
+/// [`load_model`] from files in memory (see [`HfFiles`]).
+pub fn load_model_from_memory(
+    files: &HfFiles<'_>,
+    opts: &LoadOptions,
+) -> Result<(Model, Tokenizer), ModelError> {
+    let dir = Path::new(files.origin);
+    let cfg_origin = dir.join("config.json").display().to_string();
+    let mut cfg = ModelConfig::from_hf_json(files.config_json, &cfg_origin)?;
+    super::memory::ensure_weights_fit(&cfg, 1, "the f32 weights", &cfg_origin)?;
+    let tok = Tokenizer::from_hf_files(
+        files.tokenizer_json,
+        files.tokenizer_config_json,
+        files.chat_template,
+        files.origin,
+    )?;
+    if cfg.eos_token_ids.is_empty() {
+        cfg.eos_token_ids = tok.eos_ids().to_vec();
+    }
+    let st = dir.join("model.safetensors").display().to_string();
+    let mut tensors = candle_core::safetensors::load_buffer(files.safetensors, &Device::Cpu)
+        .map_err(|e| ModelError::Format(format!("{st}: {e}")))?;
+    if cfg.tie_word_embeddings {
+        tensors.remove("lm_head.weight");
+    }
+    let model = Model::from_tensors(cfg, tensors, &opts.device, opts.dtype, files.origin)?;
+    Ok((model, tok))
+}
+
 fn safetensor_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join("model.safetensors");
     if single.exists() {

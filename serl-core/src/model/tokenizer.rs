@@ -134,11 +134,34 @@ impl Tokenizer {
         let tj = dir.join("tokenizer.json");
         let json = std::fs::read_to_string(&tj).map_err(|e| ModelError::io(&tj, e))?;
         let tc = dir.join("tokenizer_config.json");
-        let cfg: serde_json::Value = match std::fs::read_to_string(&tc) {
-            Ok(s) => serde_json::from_str(&s).map_err(|e| {
+        let config = std::fs::read_to_string(&tc).ok();
+        let jinja = dir.join("chat_template.jinja");
+        let template = std::fs::read_to_string(&jinja).ok();
+        Tokenizer::from_hf_files(
+            &json,
+            config.as_deref(),
+            template.as_deref(),
+            &dir.display().to_string(),
+        )
+    }
+
+    /// [`Tokenizer::from_hf_dir`] from the files' contents (a browser has no
+    /// file system): `tokenizer.json`, and where present
+    /// `tokenizer_config.json` and `chat_template.jinja` (which wins over
+    /// the config's template). `dir` names them in messages.
+    pub fn from_hf_files(
+        json: &str,
+        config: Option<&str>,
+        chat_template: Option<&str>,
+        dir: &str,
+    ) -> Result<Self, ModelError> {
+        let tj = Path::new(dir).join("tokenizer.json");
+        let tc = Path::new(dir).join("tokenizer_config.json");
+        let cfg: serde_json::Value = match config {
+            Some(s) => serde_json::from_str(s).map_err(|e| {
                 ModelError::Format(format!("{}: not valid JSON: {e}", tc.display()))
             })?,
-            Err(_) => serde_json::Value::Null,
+            None => serde_json::Value::Null,
         };
         let mut template = match cfg.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -152,13 +175,15 @@ impl Tokenizer {
             _ => None,
         };
         let mut template_origin = tc.display().to_string();
-        let jinja = dir.join("chat_template.jinja");
-        if let Ok(s) = std::fs::read_to_string(&jinja) {
-            template = Some(s);
-            template_origin = jinja.display().to_string();
+        if let Some(s) = chat_template {
+            template = Some(s.to_string());
+            template_origin = Path::new(dir)
+                .join("chat_template.jinja")
+                .display()
+                .to_string();
         }
         let mut tok = Tokenizer::from_json(
-            &json,
+            json,
             template,
             token_field(cfg.get("bos_token")),
             token_field(cfg.get("eos_token")),

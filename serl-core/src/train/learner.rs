@@ -246,9 +246,23 @@ impl Scorer {
         })
     }
 
+    /// `model`'s weights (as f32) on a wgpu device the caller opened (in a
+    /// browser, with [`Wgpu::new_async`]).
+    #[cfg(feature = "wgpu")]
+    pub fn on_wgpu(device: Wgpu, model: &Model) -> Result<Scorer, TrainError> {
+        Ok(Scorer {
+            engine: Engine::Wgpu(Box::new(Core::new(device, model, false)?)),
+        })
+    }
+
     /// Samples from these weights on the engine (see [`crate::model::generate`]).
     pub fn decoder(&self) -> AnyDecoder<'_> {
         self.engine.decoder()
+    }
+
+    /// The backend's name (`cpu`, `wgpu (NVIDIA H200)`).
+    pub fn backend_name(&self) -> String {
+        on!(&self.engine, c => c.llama.backend().name())
     }
 
     /// Log-probabilities of the batch's scored targets.

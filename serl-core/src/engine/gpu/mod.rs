@@ -78,6 +78,35 @@ impl GpuBuf {
     }
 }
 
+/// A buffer mapping in flight: its outcome once wgpu calls back, and the
+/// task to wake then.
+#[derive(Default)]
+struct Mapping {
+    result: Option<Result<(), String>>,
+    waker: Option<std::task::Waker>,
+}
+
+/// Waits for a [`Mapping`] to complete.
+struct MapWait(Arc<Mutex<Mapping>>);
+
+impl std::future::Future for MapWait {
+    type Output = Result<(), String>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut m = lock(&self.0);
+        match m.result.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                m.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
 /// A device buffer of `u32` ids.
 #[derive(Debug)]
 pub struct GpuIds(GpuBuf);
@@ -178,6 +207,7 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
     let info = a.get_info();
     let lim = a.limits();
@@ -213,6 +243,7 @@ fn f(x: f64) -> u32 {
 
 impl Wgpu {
     /// The adapters this machine offers, in `wgpu:N` order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn adapters() -> Vec<AdapterSummary> {
         let inst = instance();
         pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()))
@@ -224,6 +255,7 @@ impl Wgpu {
 
     /// A device on adapter `index` (see [`Wgpu::adapters`]), or with `None`
     /// the first high-performance adapter.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(index: Option<usize>) -> Result<Wgpu, EngineError> {
         Wgpu::with_max_binding(index, None)
     }
@@ -231,14 +263,25 @@ impl Wgpu {
     /// [`Wgpu::new`] with storage bindings capped at `max_binding` bytes
     /// (or the adapter's limit if smaller): tests use it to run large-model
     /// paths (ranges, chunked optimizer kernels) on small models.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_max_binding(
         index: Option<usize>,
         max_binding: Option<u64>,
     ) -> Result<Wgpu, EngineError> {
+        pollster::block_on(Wgpu::open(index, max_binding))
+    }
+
+    /// [`Wgpu::new`] without blocking: the only way in a browser, where the
+    /// adapter and device arrive once control returns to the page.
+    pub async fn new_async(index: Option<usize>) -> Result<Wgpu, EngineError> {
+        Wgpu::open(index, None).await
+    }
+
+    async fn open(index: Option<usize>, max_binding: Option<u64>) -> Result<Wgpu, EngineError> {
         let inst = instance();
         let adapter = match index {
             Some(i) => {
-                let mut all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+                let mut all = inst.enumerate_adapters(wgpu::Backends::all()).await;
                 let n = all.len();
                 if i >= n {
                     return Err(EngineError::Device(format!(
@@ -247,18 +290,27 @@ impl Wgpu {
                 }
                 all.swap_remove(i)
             }
-            None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            }))
-            .map_err(|e| {
-                EngineError::Device(format!(
-                    "wgpu: no adapter ({e}); on Linux without a GPU install \
-                     Mesa's lavapipe (apt install mesa-vulkan-drivers)"
-                ))
-            })?,
+            None => inst
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    EngineError::Device(format!(
+                        "wgpu: no adapter ({e}); on Linux without a GPU install \
+                         Mesa's lavapipe (apt install mesa-vulkan-drivers); in a \
+                         browser, one with WebGPU enabled"
+                    ))
+                })?,
         };
-        let name = adapter.get_info().name;
+        let info = adapter.get_info();
+        // Browsers keep adapter names to themselves (fingerprinting).
+        let name = if info.name.is_empty() {
+            format!("{:?} adapter", info.backend)
+        } else {
+            info.name
+        };
         let mut limits = adapter.limits();
         if let Some(cap) = max_binding {
             limits.max_storage_buffer_binding_size =
@@ -278,12 +330,14 @@ impl Wgpu {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("libserl"),
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| EngineError::Device(format!("wgpu: adapter {name}: {e}")))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("libserl"),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| EngineError::Device(format!("wgpu: adapter {name}: {e}")))?;
         let params = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("libserl launch parameters"),
             size: (FLUSH_EVERY * PARAM_STRIDE) as u64,
@@ -312,6 +366,17 @@ impl Wgpu {
     /// The device for adapter `index` shared by this process (created on
     /// first use): the learner, the reference and the sampler then use one
     /// device and one pipeline cache.
+    #[cfg(target_arch = "wasm32")]
+    pub fn shared(_index: Option<usize>) -> Result<Wgpu, EngineError> {
+        Err(EngineError::Device(
+            "wgpu in a browser: open the device with Wgpu::new_async".into(),
+        ))
+    }
+
+    /// The device for adapter `index` shared by this process (created on
+    /// first use): the learner, the reference and the sampler then use one
+    /// device and one pipeline cache.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn shared(index: Option<usize>) -> Result<Wgpu, EngineError> {
         static DEVICES: Mutex<Vec<(Option<usize>, Wgpu)>> = Mutex::new(Vec::new());
         let mut all = lock(&DEVICES);
@@ -529,6 +594,13 @@ impl Wgpu {
 
     /// Copies `len` elements from `off` of `buf` to the host.
     fn read_raw(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<u8>, EngineError> {
+        if cfg!(target_arch = "wasm32") {
+            // A browser maps buffers only once control returns to the page.
+            return Err(EngineError::Device(
+                "wgpu on WebGPU reads results back asynchronously only (Backend::read_async)"
+                    .into(),
+            ));
+        }
         if len == 0 {
             self.sync()?;
             return Ok(Vec::new());
@@ -551,6 +623,51 @@ impl Wgpu {
             Ok(Err(e)) => return Err(EngineError::Device(format!("wgpu: readback: {e}"))),
             Err(_) => return Err(EngineError::Device("wgpu: readback never completed".into())),
         }
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| EngineError::Device(format!("wgpu: readback: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// [`Wgpu::read_raw`] that waits for the mapping without blocking.
+    async fn read_raw_async(
+        &self,
+        buf: &wgpu::Buffer,
+        off: usize,
+        len: usize,
+    ) -> Result<Vec<u8>, EngineError> {
+        if len == 0 {
+            self.flush();
+            self.take_error()?;
+            return Ok(Vec::new());
+        }
+        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (len * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.copy_bytes(buf, off, &staging, 0, len);
+        self.flush();
+        let slot = Arc::new(Mutex::new(Mapping::default()));
+        let done = Arc::clone(&slot);
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let mut m = lock(&done);
+            m.result = Some(r.map_err(|e| e.to_string()));
+            if let Some(w) = m.waker.take() {
+                w.wake();
+            }
+        });
+        // Natively the callback runs inside a poll; in a browser, when the
+        // page's event loop gets to it.
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()?;
+        MapWait(slot)
+            .await
+            .map_err(|e| EngineError::Device(format!("wgpu: readback: {e}")))?;
+        self.take_error()?;
         let bytes = staging
             .get_mapped_range(..)
             .map_err(|e| EngineError::Device(format!("wgpu: readback: {e}")))?
@@ -670,6 +787,17 @@ impl Backend for Wgpu {
             )));
         }
         Ok(bytemuck::cast_slice(&self.read_raw(&buf.buf, span.off, span.len)?).to_vec())
+    }
+
+    async fn read_async(&self, buf: &GpuBuf, span: Span) -> Result<Vec<f32>, EngineError> {
+        if span.off + span.len > buf.len {
+            return Err(EngineError::Invalid(format!(
+                "read of {span:?} past {}",
+                buf.len
+            )));
+        }
+        let bytes = self.read_raw_async(&buf.buf, span.off, span.len).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
     fn host<'a>(
