@@ -171,18 +171,21 @@ impl SelfPlay {
             let mut rng = inner.rng.borrow().clone();
             let pool = inner.pool.borrow().clone();
             let dec = inner.scorer.decoder();
-            let (written, tokens) = round::write_problems(
-                &dec,
-                &inner.tok,
-                &inner.cfg,
-                &inner.seeds,
-                &pool,
-                need,
-                &mut rng,
-                token_callback(on_token),
-            )
-            .await
-            .map_err(js)?;
+            let player = round::Player {
+                dec: &dec,
+                tok: &inner.tok,
+                cfg: &inner.cfg,
+            };
+            let (written, tokens) = player
+                .write_problems(
+                    &inner.seeds,
+                    &pool,
+                    need,
+                    &mut rng,
+                    token_callback(on_token),
+                )
+                .await
+                .map_err(js)?;
             *inner.rng.borrow_mut() = rng;
             to_js(&serde_json::json!({"written": written, "tokens": tokens}))
         })
@@ -203,17 +206,15 @@ impl SelfPlay {
             let _busy = Busy::take(&inner)?;
             let mut rng = inner.rng.borrow().clone();
             let dec = inner.scorer.decoder();
-            let (groups, tokens) = round::answer_and_vote(
-                &dec,
-                &inner.tok,
-                &inner.cfg,
-                &problems,
-                n,
-                &mut rng,
-                token_callback(on_token),
-            )
-            .await
-            .map_err(js)?;
+            let player = round::Player {
+                dec: &dec,
+                tok: &inner.tok,
+                cfg: &inner.cfg,
+            };
+            let (groups, tokens) = player
+                .answer_and_vote(&problems, n, &mut rng, token_callback(on_token))
+                .await
+                .map_err(js)?;
             *inner.rng.borrow_mut() = rng;
             inner
                 .pool

@@ -37,19 +37,15 @@ fn a_self_play_round_writes_filters_answers_and_votes() {
         .collect();
     let scorer = Scorer::new(&model).expect("scorer");
     let dec = scorer.decoder();
+    let player = round::Player {
+        dec: &dec,
+        tok: &tok,
+        cfg: &cfg,
+    };
     let mut rng = Rng::new(3);
     let mut events = 0usize;
-    let (written, tokens) = run(round::write_problems(
-        &dec,
-        &tok,
-        &cfg,
-        &seeds,
-        &[],
-        4,
-        &mut rng,
-        |_| events += 1,
-    ))
-    .expect("write problems");
+    let (written, tokens) = run(player.write_problems(&seeds, &[], 4, &mut rng, |_| events += 1))
+        .expect("write problems");
     assert_eq!(events, tokens, "one callback per generated token");
     assert!(tokens > 0);
     let kept: Vec<String> = written
@@ -73,16 +69,7 @@ fn a_self_play_round_writes_filters_answers_and_votes() {
     }
     // A problem that was kept is new: no seed repeats it.
     assert!(kept.iter().all(|k| !seeds.contains(k)));
-    let (groups, tokens) = run(round::answer_and_vote(
-        &dec,
-        &tok,
-        &cfg,
-        &kept,
-        6,
-        &mut rng,
-        |_| {},
-    ))
-    .expect("answer");
+    let (groups, tokens) = run(player.answer_and_vote(&kept, 6, &mut rng, |_| {})).expect("answer");
     assert!(tokens > 0);
     assert_eq!(groups.len(), kept.len());
     let [lo, hi] = cfg.reward_difficulty_bounds;
@@ -97,17 +84,8 @@ fn a_self_play_round_writes_filters_answers_and_votes() {
     }
     // Same seed, same round.
     let mut again = Rng::new(3);
-    let (written2, _) = run(round::write_problems(
-        &dec,
-        &tok,
-        &cfg,
-        &seeds,
-        &[],
-        4,
-        &mut again,
-        |_| {},
-    ))
-    .expect("again");
+    let (written2, _) =
+        run(player.write_problems(&seeds, &[], 4, &mut again, |_| {})).expect("again");
     assert_eq!(
         written.iter().map(|w| &w.text).collect::<Vec<_>>(),
         written2.iter().map(|w| &w.text).collect::<Vec<_>>()
