@@ -913,3 +913,95 @@ fn async_generation_on_wgpu_matches_blocking_generation_and_cpu() {
         cpu.iter().map(|g| g.text.clone()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn greedy_rows_match_the_host_reduction_with_ties_and_odd_widths() {
+    let Some(gpu) = device() else { return };
+    for (rows, v) in [(1, 1), (3, 567), (5, 300), (2, 49_153)] {
+        let mut x = rand(rows * v, (rows * 31 + v) as u64);
+        // A tie in row 0 (the first index wins), a row of -inf (index 0).
+        if v > 10 {
+            x[7] = 5.0;
+            x[v - 2] = 5.0;
+        }
+        if rows > 2 {
+            for t in &mut x[2 * v..3 * v] {
+                *t = f32::NEG_INFINITY;
+            }
+            x[2 * v + v / 2] = f32::NEG_INFINITY;
+        }
+        let run = |be: &dyn Fn(&[f32]) -> Vec<f32>| be(&x);
+        let cpu = run(&|x| {
+            let l = Cpu.upload(x).unwrap();
+            let mut out = Cpu.zeros(2 * rows).unwrap();
+            Cpu.greedy_rows(&l, rows, v, &mut out).unwrap();
+            all(&Cpu, &out, 2 * rows)
+        });
+        let got = run(&|x| {
+            let l = gpu.upload(x).unwrap();
+            let mut out = gpu.zeros(2 * rows).unwrap();
+            gpu.greedy_rows(&l, rows, v, &mut out).unwrap();
+            all(&gpu, &out, 2 * rows)
+        });
+        for r in 0..rows {
+            assert_eq!(got[2 * r], cpu[2 * r], "row {r} of {rows}×{v}: index");
+            let (a, b) = (got[2 * r + 1], cpu[2 * r + 1]);
+            // (A row of -inf has no probabilities: NaN on both.)
+            assert!(
+                a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "row {r} of {rows}×{v}: log-prob {a} vs {b}"
+            );
+        }
+        if v > 10 {
+            assert_eq!(cpu[0], 7.0, "first of a tie");
+        }
+    }
+}
+
+#[test]
+fn greedy_decoding_on_the_device_reads_back_picks_and_matches_cpu() {
+    // Temperature 0, no penalties: each step reads back 2 floats a row
+    // (the pick and its log-prob) instead of the whole vocabulary, blocking
+    // and async; the tokens equal the CPU's, the log-probs within 1e-4 (the
+    // logits themselves differ in the last bits between backends).
+    use serl_core::model::{GenerateRequest, LoadOptions, SamplingParams, generate};
+    use serl_core::train::{Scorer, read_examples};
+    let Some(gpu) = device() else { return };
+    let (model, tok) =
+        serl_core::model::load_model(&demo_dir().join("model"), &LoadOptions::default())
+            .expect("demo model");
+    let eval = read_examples(&demo_dir().join("eval.jsonl"), true).expect("eval set");
+    let req = GenerateRequest {
+        prompts: eval[..24]
+            .iter()
+            .map(|e| tok.encode(&e.problem).expect("encode"))
+            .collect(),
+        params: SamplingParams {
+            temperature: 0.0,
+            max_new_tokens: 40,
+            ..Default::default()
+        },
+    };
+    let cpu = generate::generate(&Scorer::new(&model).unwrap().decoder(), &tok, &req, |_| {})
+        .expect("cpu");
+    let on_gpu = Scorer::on_wgpu(gpu, &model).expect("scorer");
+    let blocking = generate::generate(&on_gpu.decoder(), &tok, &req, |_| {}).expect("wgpu");
+    let asynced =
+        pollster::block_on(on_gpu.decoder().generate_async(&tok, &req, |_| {})).expect("async");
+    assert!(
+        cpu.iter()
+            .any(|g| g.finish_reason == serl_core::model::generate::FinishReason::Stop)
+    );
+    for got in [&blocking, &asynced] {
+        for (g, c) in got.iter().zip(&cpu) {
+            assert_eq!(g.token_ids, c.token_ids);
+            assert_eq!(g.text, c.text);
+            for (a, b) in g.logprobs.iter().zip(&c.logprobs) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "log-prob {a} vs {b}"
+                );
+            }
+        }
+    }
+}

@@ -37,6 +37,10 @@ pub struct KvCache<B: Backend> {
     scratch: Option<Scratch<B>>,
     /// Logits the last step left in the scratch buffer (elements).
     ready: usize,
+    /// Greedy picks of the last step ([`Llama::step_greedy_enqueue`]):
+    /// the buffer (its capacity in rows) and the elements written.
+    picks: Option<(usize, B::Buf)>,
+    picked: usize,
 }
 
 /// Most prompt tokens (padding included) one batched prefill runs at once:
@@ -57,6 +61,15 @@ impl<B: Backend> KvCache<B> {
     /// True before anything is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Where the last greedy step's picks lie on the device (`[rows, 2]`:
+    /// token index as `f32`, its log-probability), or `None`.
+    pub fn picks(&self) -> Option<(&B::Buf, Span)> {
+        match (&self.picks, self.picked) {
+            (Some((_, buf)), len) if len > 0 => Some((buf, Span { off: 0, len })),
+            _ => None,
+        }
     }
 
     /// Where the last step's logits lie on the device (`[rows, V]` from
@@ -99,6 +112,8 @@ impl<B: Backend> Llama<B> {
             pad: vec![0; b],
             scratch: None,
             ready: 0,
+            picks: None,
+            picked: 0,
         })
     }
 
@@ -172,6 +187,7 @@ impl<B: Backend> Llama<B> {
         all: bool,
     ) -> Result<(), EngineError> {
         cache.ready = 0;
+        cache.picked = 0;
         let b = cache.b;
         if t == 0 || tokens.len() != b * t {
             return Err(EngineError::Invalid(format!(
@@ -340,6 +356,34 @@ impl<B: Backend> Llama<B> {
         Ok((cache, logits))
     }
 
+    /// One decoding step (one token per sequence) whose logits are reduced
+    /// on the device to each sequence's greedy pick and its log-probability
+    /// ([`Backend::greedy_rows`]), left in [`KvCache::picks`]: greedy
+    /// decoding then reads back 2 floats a sequence instead of a
+    /// vocabulary's worth.
+    pub fn step_greedy_enqueue(
+        &self,
+        params: &B::Buf,
+        cache: &mut KvCache<B>,
+        tokens: &[u32],
+    ) -> Result<(), EngineError> {
+        self.step_enqueue(params, cache, tokens, 1, false)?;
+        let rows = cache.b;
+        let mut out = match cache.picks.take() {
+            Some((r, buf)) if r >= rows => (r, buf),
+            _ => (rows, self.be.zeros(2 * rows)?),
+        };
+        let v = self.cfg.vocab_size;
+        let done = match cache.logits() {
+            Some((logits, _)) => self.be.greedy_rows(logits, rows, v, &mut out.1),
+            None => Err(EngineError::Invalid("step left no logits".into())),
+        };
+        cache.picks = Some(out);
+        done?;
+        cache.picked = 2 * rows;
+        Ok(())
+    }
+
     /// [`Llama::prefill_batch`] without the read-back: the prompts' logits
     /// (`[prompts, V]`) stay in [`KvCache::logits`].
     pub fn prefill_enqueue(
@@ -460,6 +504,7 @@ impl<B: Backend> Llama<B> {
         cache.pad = rows.iter().map(|&r| cache.pad[r]).collect();
         cache.b = rows.len();
         cache.ready = 0;
+        cache.picked = 0;
         Ok(())
     }
 }

@@ -312,6 +312,40 @@ pub trait Backend {
         rows: usize,
         width: usize,
     );
+    /// Greedy decoding's reduction of `rows` rows of `v` logits: `out[2r]`
+    /// the index of row `r`'s largest logit (the first on ties, as
+    /// [`crate::model::argmax`]; stored as an `f32`, exact below 2^24) and
+    /// `out[2r + 1]` its log-probability. On a device this turns a decode
+    /// step's read-back from `rows × v` floats into `2 × rows`. By default
+    /// it reads the logits, reduces on the host and writes the result.
+    fn greedy_rows(
+        &self,
+        logits: &Self::Buf,
+        rows: usize,
+        v: usize,
+        out: &mut Self::Buf,
+    ) -> Result<(), EngineError> {
+        let l = self.read(
+            logits,
+            Span {
+                off: 0,
+                len: rows * v,
+            },
+        )?;
+        let mut picks = Vec::with_capacity(2 * rows);
+        for row in l.chunks(v.max(1)).take(rows) {
+            let t = crate::model::argmax(row);
+            picks.push(t as f32);
+            picks.push(crate::model::logprob_of(row, t));
+        }
+        self.write(out, 0, &picks)
+    }
+    /// Whether [`Backend::greedy_rows`] saves work: a device backend, where
+    /// reading a step's whole logits back costs a transfer. The CPU backend
+    /// holds them in memory already.
+    fn greedy_on_device(&self) -> bool {
+        false
+    }
     /// `out = silu(g) · u` over `len` elements.
     fn swiglu(&self, g: &Self::Buf, u: &Self::Buf, out: &mut Self::Buf, len: usize);
     /// SwiGLU backward: writes `dg`, `du`.

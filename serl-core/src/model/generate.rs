@@ -60,6 +60,26 @@ pub trait Decoder {
         tokens: &[u32],
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError>;
+    /// [`Decoder::decode_step`] for greedy decoding without penalties:
+    /// puts each row's most likely token and its log-probability in
+    /// `picks` and returns true, where the model can reduce the logits
+    /// itself (on a device, sparing their read-back); returns false, doing
+    /// nothing, where it cannot (the default).
+    fn decode_step_greedy(
+        &self,
+        state: &mut Self::State,
+        tokens: &[u32],
+        picks: &mut Vec<(u32, f32)>,
+    ) -> Result<bool, ModelError> {
+        let _ = (state, tokens, picks);
+        Ok(false)
+    }
+}
+
+/// `[rows, 2]` greedy picks as read back (index as `f32`, log-prob).
+fn unpack_picks(flat: &[f32], picks: &mut Vec<(u32, f32)>) {
+    picks.clear();
+    picks.extend(flat.chunks_exact(2).map(|p| (p[0] as u32, p[1])));
 }
 
 impl Decoder for Model {
@@ -151,6 +171,24 @@ impl<B: Backend> Decoder for EngineDecoder<'_, B> {
         Ok(self
             .llama
             .step_into(self.params, state, tokens, 1, false, logits)?)
+    }
+
+    fn decode_step_greedy(
+        &self,
+        state: &mut KvCache<B>,
+        tokens: &[u32],
+        picks: &mut Vec<(u32, f32)>,
+    ) -> Result<bool, ModelError> {
+        let be = self.llama.backend();
+        if !be.greedy_on_device() {
+            return Ok(false);
+        }
+        self.llama.step_greedy_enqueue(self.params, state, tokens)?;
+        let (buf, span) = state
+            .picks()
+            .ok_or_else(|| ModelError::Invalid("the greedy step left no picks".into()))?;
+        unpack_picks(&be.read(buf, span)?, picks);
+        Ok(true)
     }
 }
 
@@ -271,6 +309,21 @@ impl Decoder for AnyDecoder<'_> {
             (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.decode_step(c, tokens, logits),
             #[cfg(feature = "wgpu")]
             (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.decode_step(c, tokens, logits),
+            #[cfg(feature = "wgpu")]
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn decode_step_greedy(
+        &self,
+        state: &mut AnyCache,
+        tokens: &[u32],
+        picks: &mut Vec<(u32, f32)>,
+    ) -> Result<bool, ModelError> {
+        match (self, state) {
+            (AnyDecoder::Cpu(d), AnyCache::Cpu(c)) => d.decode_step_greedy(c, tokens, picks),
+            #[cfg(feature = "wgpu")]
+            (AnyDecoder::Wgpu(d), AnyCache::Wgpu(c)) => d.decode_step_greedy(c, tokens, picks),
             #[cfg(feature = "wgpu")]
             _ => Err(mismatch()),
         }
@@ -492,9 +545,14 @@ pub fn generate<D: Decoder + ?Sized>(
     let first: Vec<&[f32]> = first.iter().map(Vec::as_slice).collect();
     run.start(&first, &mut on_token)?;
     let mut logits = Vec::new();
+    let mut picks = Vec::new();
     while let Some(step) = run.next_step() {
         if let Some(keep) = &step.keep {
             model.select(&mut state, keep)?;
+        }
+        if run.greedy() && model.decode_step_greedy(&mut state, &step.tokens, &mut picks)? {
+            run.accept_picks(&picks, &mut on_token)?;
+            continue;
         }
         model.decode_step(&mut state, &step.tokens, &mut logits)?;
         run.accept(&logits, &mut on_token)?;
@@ -537,9 +595,18 @@ pub async fn generate_async<B: Backend>(
     let rows: Vec<&[f32]> = first.chunks(v).collect();
     run.start(&rows, &mut on_token)?;
     drop(rows);
+    let greedy = run.greedy() && be.greedy_on_device();
+    let mut picks = Vec::new();
     while let Some(step) = run.next_step() {
         if let Some(keep) = &step.keep {
             llama.select(&mut state, keep)?;
+        }
+        if greedy {
+            llama.step_greedy_enqueue(params, &mut state, &step.tokens)?;
+            let (buf, span) = state.picks().ok_or_else(missing)?;
+            unpack_picks(&be.read_async(buf, span).await?, &mut picks);
+            run.accept_picks(&picks, &mut on_token)?;
+            continue;
         }
         llama.step_enqueue(params, &mut state, &step.tokens, 1, false)?;
         let (buf, span) = state.logits().ok_or_else(missing)?;
@@ -735,6 +802,45 @@ impl<'t> Sampling<'t> {
             .collect();
         sample_rows(&mut work, &self.knobs);
         for (row, _) in work {
+            on_token(row.event());
+            check_done(row, &self.eos, &self.params, self.tokenizer)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every choice is the most likely token with nothing added to
+    /// the logits (temperature 0, no penalties): then a step's result is
+    /// each row's greedy pick, which a device can compute
+    /// ([`Sampling::accept_picks`]).
+    pub fn greedy(&self) -> bool {
+        let p = &self.params;
+        p.temperature <= 1e-5 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0
+    }
+
+    /// [`Sampling::accept`] for a greedy run ([`Sampling::greedy`]) given
+    /// each running row's most likely token and its log-probability.
+    pub fn accept_picks(
+        &mut self,
+        picks: &[(u32, f32)],
+        on_token: &mut impl FnMut(TokenEvent),
+    ) -> Result<(), ModelError> {
+        if !self.greedy() {
+            return Err(ModelError::Invalid(
+                "greedy picks given to a sampling run that is not greedy".into(),
+            ));
+        }
+        if picks.len() != self.active.len() || picks.iter().any(|&(t, _)| t as usize >= self.vocab)
+        {
+            return Err(ModelError::Invalid(format!(
+                "greedy step returned {} picks for {} rows of {}",
+                picks.len(),
+                self.active.len(),
+                self.vocab
+            )));
+        }
+        let rows = self.rows.iter_mut().filter(|r| r.done.is_none());
+        for (row, &(t, lp)) in rows.zip(picks) {
+            row.push(t, lp);
             on_token(row.event());
             check_done(row, &self.eos, &self.params, self.tokenizer)?;
         }

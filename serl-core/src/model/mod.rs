@@ -24,7 +24,7 @@ pub use generate::{
     SamplingParams, SamplingStep,
 };
 pub use llama::{Model, RolloutState};
-pub use sample::argmax;
+pub use sample::{argmax, logprob_of};
 pub use store::{
     HfFiles, LoadOptions, load_model, load_model_from_memory, save_hf_meta, save_hf_tensors,
     write_atomic,

@@ -56,6 +56,7 @@ const KERNELS: &[(&str, &str)] = &[
     ("scatter_add_rows", include_str!("scatter_add_rows.wgsl")),
     ("log_softmax", include_str!("log_softmax.wgsl")),
     ("dlogits", include_str!("dlogits.wgsl")),
+    ("row_argmax", include_str!("row_argmax.wgsl")),
 ];
 
 /// A device buffer of `f32` (its length in elements; the allocation is at
@@ -1189,6 +1190,34 @@ impl Backend for Wgpu {
         width: usize,
     ) {
         self.copy_bytes(&src.buf, from * width, &dst.buf, to * width, rows * width);
+    }
+
+    fn greedy_rows(
+        &self,
+        logits: &GpuBuf,
+        rows: usize,
+        v: usize,
+        out: &mut GpuBuf,
+    ) -> Result<(), EngineError> {
+        if rows * v > logits.len || 2 * rows > out.len {
+            return Err(EngineError::Invalid(format!(
+                "greedy_rows: {rows} rows of {v} in {} logits, {} outputs",
+                logits.len, out.len
+            )));
+        }
+        if rows > 0 && v > 0 {
+            self.launch(
+                "row_argmax",
+                &[u(rows), u(v)],
+                &[logits.all(), out.all()],
+                groups(rows, 1),
+            );
+        }
+        Ok(())
+    }
+
+    fn greedy_on_device(&self) -> bool {
+        true
     }
 
     fn swiglu(&self, g: &GpuBuf, up: &GpuBuf, out: &mut GpuBuf, len: usize) {
