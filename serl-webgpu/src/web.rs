@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use serl_core::engine::{EngineDevice, Wgpu};
 use serl_core::eval::Rng;
+use serl_core::model::{AnyDecoder, Tokenizer, generate::TokenEvent};
 use serl_core::model::{HfFiles, LoadOptions, load_model_from_memory};
-use serl_core::model::{Tokenizer, generate::TokenEvent};
 use serl_core::train::{Config, Scorer, parse_examples};
 use wasm_bindgen::prelude::*;
 
@@ -25,6 +25,16 @@ struct Inner {
     device: String,
     /// A round is running: a second call waits for it (one device queue).
     busy: Cell<bool>,
+}
+
+impl Inner {
+    fn player<'a>(&'a self, dec: &'a AnyDecoder<'a>) -> round::Player<'a> {
+        round::Player {
+            dec,
+            tok: &self.tok,
+            cfg: &self.cfg,
+        }
+    }
 }
 
 /// A model loaded for self-play in the page.
@@ -171,11 +181,7 @@ impl SelfPlay {
             let mut rng = inner.rng.borrow().clone();
             let pool = inner.pool.borrow().clone();
             let dec = inner.scorer.decoder();
-            let player = round::Player {
-                dec: &dec,
-                tok: &inner.tok,
-                cfg: &inner.cfg,
-            };
+            let player = inner.player(&dec);
             let (written, tokens) = player
                 .write_problems(
                     &inner.seeds,
@@ -206,11 +212,7 @@ impl SelfPlay {
             let _busy = Busy::take(&inner)?;
             let mut rng = inner.rng.borrow().clone();
             let dec = inner.scorer.decoder();
-            let player = round::Player {
-                dec: &dec,
-                tok: &inner.tok,
-                cfg: &inner.cfg,
-            };
+            let player = inner.player(&dec);
             let (groups, tokens) = player
                 .answer_and_vote(&problems, n, &mut rng, token_callback(on_token))
                 .await

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::eval::VoteMode;
+use crate::model::SamplingParams;
 use crate::rl::{Estimator, KlEstimator};
 
 use super::TrainError;
@@ -225,6 +226,32 @@ impl Config {
             cfg.rebase(base);
         }
         Ok(cfg)
+    }
+
+    /// How self-instruction samples (one completion per few-shot prompt).
+    pub fn instruction_sampling(&self, seed: u64) -> SamplingParams {
+        SamplingParams {
+            n: 1,
+            temperature: self.instruction_temperature,
+            top_p: self.instruction_top_p,
+            presence_penalty: self.instruction_presence_penalty,
+            max_new_tokens: self.instruction_max_new_tokens,
+            seed,
+            ..Default::default()
+        }
+    }
+
+    /// How rollouts sample: `n` answers per problem (the trainer's
+    /// `n_samples_per_prompt`).
+    pub fn rollout_sampling(&self, n: usize, seed: u64) -> SamplingParams {
+        SamplingParams {
+            n,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_new_tokens: self.generate_max_len,
+            seed,
+            ..Default::default()
+        }
     }
 
     /// Parses a TOML configuration (`serl train --config`'s form); paths

@@ -489,15 +489,7 @@ impl Trainer {
                         );
                         prompts.push(self.chat_ids(&p.system, &p.user)?);
                     }
-                    let params = SamplingParams {
-                        n: 1,
-                        temperature: cfg.instruction_temperature,
-                        top_p: cfg.instruction_top_p,
-                        presence_penalty: cfg.instruction_presence_penalty,
-                        max_new_tokens: cfg.instruction_max_new_tokens,
-                        seed: self.rng.next_u64(),
-                        ..Default::default()
-                    };
+                    let params = cfg.instruction_sampling(self.rng.next_u64());
                     let gens = generate::generate(
                         &self.learner.decoder(),
                         &self.tokenizer,
@@ -565,14 +557,7 @@ impl Trainer {
                 .iter()
                 .map(|(e, _)| self.rollout_ids(&e.problem))
                 .collect::<Result<_, _>>()?;
-            let params = SamplingParams {
-                n: cfg.n_samples_per_prompt,
-                temperature: cfg.temperature,
-                top_p: cfg.top_p,
-                max_new_tokens: cfg.generate_max_len,
-                seed: self.rng.next_u64(),
-                ..Default::default()
-            };
+            let params = cfg.rollout_sampling(cfg.n_samples_per_prompt, self.rng.next_u64());
             let gens = generate::generate(
                 &self.learner.decoder(),
                 &self.tokenizer,

@@ -602,34 +602,9 @@ impl Wgpu {
                     .into(),
             ));
         }
-        if len == 0 {
-            self.sync()?;
-            return Ok(Vec::new());
-        }
-        let staging = self.0.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: (len * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.copy_bytes(buf, off, &staging, 0, len);
-        self.flush();
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(EngineError::Device(format!("wgpu: readback: {e}"))),
-            Err(_) => return Err(EngineError::Device("wgpu: readback never completed".into())),
-        }
-        let bytes = staging
-            .get_mapped_range(..)
-            .map_err(|e| EngineError::Device(format!("wgpu: readback: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(bytes)
+        // Natively the mapping completes inside the read's poll: the future
+        // is ready when first polled.
+        pollster::block_on(self.read_raw_async(buf, off, len))
     }
 
     /// [`Wgpu::read_raw`] that waits for the mapping without blocking.
@@ -641,6 +616,8 @@ impl Wgpu {
     ) -> Result<Vec<u8>, EngineError> {
         if len == 0 {
             self.flush();
+            #[cfg(not(target_arch = "wasm32"))]
+            self.wait()?;
             self.take_error()?;
             return Ok(Vec::new());
         }
