@@ -6,7 +6,8 @@
 # stress test under ThreadSanitizer (scripts/tsan.sh: a pinned nightly
 # toolchain with rust-src, once), the fuzz targets' replay and a 10-second
 # smoke of each (scripts/fuzz.sh: cargo-fuzz, installed once), and the WASM
-# build with its Node.js and headless-Chromium tests, and the wgpu backend
+# builds (the evaluator, and the engine on WebGPU) with their Node.js and
+# headless-Chromium tests (a self-play round on WebGPU and on the CPU), and the wgpu backend
 # against the CPU one on Mesa's lavapipe (software Vulkan) where there is no GPU.
 # Installs what it needs when missing: the wasm32 target, rustfmt, clippy,
 # Debian's golang-go, cmake, pkg-config, g++, valgrind, chromium,
