@@ -22,8 +22,8 @@ struct Inner {
     /// Problems the model wrote that a vote kept (few-shot examples later).
     pool: RefCell<Vec<String>>,
     rng: RefCell<Rng>,
-    device: String,
-    /// A round is running: a second call waits for it (one device queue).
+    /// A round is running: a second call is refused until it ends (one
+    /// device queue, one RNG).
     busy: Cell<bool>,
 }
 
@@ -131,7 +131,6 @@ impl SelfPlay {
             other => return Err(js(format!("device {other:?}: use \"webgpu\" or \"cpu\""))),
         }
         .map_err(js)?;
-        let device = scorer.backend_name();
         let rng = Rng::new(cfg.seed);
         Ok(SelfPlay {
             inner: Rc::new(Inner {
@@ -141,16 +140,17 @@ impl SelfPlay {
                 seeds,
                 pool: RefCell::new(Vec::new()),
                 rng: RefCell::new(rng),
-                device,
                 busy: Cell::new(false),
             }),
         })
     }
 
-    /// The backend and adapter the model runs on, e.g. `wgpu (SwiftShader Device)`.
+    /// The backend and adapter the model runs on: `cpu`, or `wgpu (…)`
+    /// with the adapter's name (`BrowserWebGpu adapter` where the browser
+    /// keeps it to itself).
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
-        self.inner.device.clone()
+        self.inner.scorer.backend_name()
     }
 
     /// The seed problems.

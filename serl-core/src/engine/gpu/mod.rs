@@ -593,21 +593,25 @@ impl Wgpu {
         }
     }
 
-    /// Copies `len` elements from `off` of `buf` to the host.
-    fn read_raw(&self, buf: &wgpu::Buffer, off: usize, len: usize) -> Result<Vec<u8>, EngineError> {
+    /// Waits for a read-back where the thread may block. Natively the
+    /// mapping completes inside the read's poll, so the future is ready
+    /// when first polled; a browser maps buffers only once control returns
+    /// to the page, so there blocking reads are an error.
+    fn blocking<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
         if cfg!(target_arch = "wasm32") {
-            // A browser maps buffers only once control returns to the page.
             return Err(EngineError::Device(
                 "wgpu on WebGPU reads results back asynchronously only (Backend::read_async)"
                     .into(),
             ));
         }
-        // Natively the mapping completes inside the read's poll: the future
-        // is ready when first polled.
-        pollster::block_on(self.read_raw_async(buf, off, len))
+        pollster::block_on(read)
     }
 
-    /// [`Wgpu::read_raw`] that waits for the mapping without blocking.
+    /// Copies `len` elements from `off` of `buf` to the host, waiting for
+    /// the mapping without blocking.
     async fn read_raw_async(
         &self,
         buf: &wgpu::Buffer,
@@ -665,7 +669,8 @@ impl Wgpu {
     /// Reads an id buffer back (tests).
     pub fn read_ids(&self, ids: &GpuIds, n: usize) -> Result<Vec<u32>, EngineError> {
         let n = n.min(ids.0.len);
-        Ok(bytemuck::cast_slice(&self.read_raw(&ids.0.buf, 0, n)?).to_vec())
+        let bytes = self.blocking(self.read_raw_async(&ids.0.buf, 0, n))?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
     /// `C = A·B` (see gemm.wgsl) with operands given as (buffer, element
@@ -758,13 +763,7 @@ impl Backend for Wgpu {
     }
 
     fn read(&self, buf: &GpuBuf, span: Span) -> Result<Vec<f32>, EngineError> {
-        if span.off + span.len > buf.len {
-            return Err(EngineError::Invalid(format!(
-                "read of {span:?} past {}",
-                buf.len
-            )));
-        }
-        Ok(bytemuck::cast_slice(&self.read_raw(&buf.buf, span.off, span.len)?).to_vec())
+        self.blocking(self.read_async(buf, span))
     }
 
     async fn read_async(&self, buf: &GpuBuf, span: Span) -> Result<Vec<f32>, EngineError> {
